@@ -1,0 +1,47 @@
+"""Ranking losses over frozen passage vectors.
+
+Both take already L2-normalised adapted queries ``q`` [B, d] and compare them with passages by
+cosine similarity times ``scale`` (the inverse temperature).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def corpus_softmax_loss(
+    q: torch.Tensor, docs: torch.Tensor, positives: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Cross-entropy of the relevant passages against the *whole* corpus.
+
+    Because passages are frozen, every passage in the corpus is a negative for every query, not
+    just the few that happen to share a batch. With several relevant passages the loss is
+    ``logsumexp(all) - logsumexp(relevant)``: the probability mass put on any relevant passage,
+    so one relevant passage is never pushed down as a negative of another.
+
+    Args:
+        q: adapted, normalised queries [B, d].
+        docs: normalised passage vectors [N, d].
+        positives: boolean mask [B, N], True where a passage is relevant to the query.
+        scale: multiplier on cosine similarities (20 is a common choice).
+    """
+    logits = scale * (q @ docs.T)
+    positive_logits = logits.masked_fill(~positives, float("-inf"))
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(positive_logits, dim=1)).mean()
+
+
+def in_batch_loss(
+    q: torch.Tensor, batch_docs: torch.Tensor, shared: torch.Tensor | None, scale: float
+) -> torch.Tensor:
+    """Multiple-negatives ranking loss: each query against the positives of its batch.
+
+    Row ``i`` of ``batch_docs`` is a positive of query ``i``. ``shared`` [B, B] marks pairs
+    ``(i, j != i)`` where batch passage ``j`` is also relevant to query ``i``; those are masked out
+    so two questions about the same passage never serve as each other's negatives. Use it when the
+    corpus is too large for :func:`corpus_softmax_loss` on every step.
+    """
+    logits = scale * (q @ batch_docs.T)
+    if shared is not None:
+        logits = logits.masked_fill(shared, float("-inf"))
+    target = torch.arange(len(q))
+    return torch.nn.functional.cross_entropy(logits, target)

@@ -1,0 +1,125 @@
+"""Adapter folders: numpy application, safetensors + JSON round-trip, refusals, no pickle."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from queryfit.adapters import FAMILIES, Adapter, load_adapter, save_adapter
+from queryfit.errors import AdapterError
+
+DIM = 8
+MODEL = {"id": "sentence-transformers:all-MiniLM-L6-v2", "query_prefix": "", "document_prefix": ""}
+
+
+def make(kind: str, seed: int = 0) -> Adapter:
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "identity": {},
+        "linear": {"weight": (DIM, DIM), "bias": (DIM,)},
+        "residual_mlp": {
+            "in_weight": (5, DIM), "in_bias": (5,), "out_weight": (DIM, 5), "out_bias": (DIM,)
+        },
+        "low_rank": {"down": (3, DIM), "up": (DIM, 3)},
+    }[kind]
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    return Adapter(kind=kind, params=params, dim=DIM, base_model=dict(MODEL))
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILIES))
+def test_round_trip_gives_identical_outputs(tmp_path, kind):
+    adapter = make(kind)
+    adapter.config = {"training": {"lr": 0.001}, "data": {"fingerprint": "abc"}}
+    save_adapter(adapter, tmp_path / "a")
+    loaded = load_adapter(tmp_path / "a", model_id=MODEL["id"], dim=DIM)
+    x = np.random.default_rng(1).normal(size=(4, DIM)).astype(np.float32)
+    np.testing.assert_array_equal(adapter.transform(x), loaded.transform(x))
+    assert loaded.kind == kind and loaded.base_model == MODEL
+    assert loaded.config["data"]["fingerprint"] == "abc"
+    meta = json.loads((tmp_path / "a" / "adapter.json").read_text())
+    assert meta["type"] == kind and meta["dim"] == DIM and meta["similarity"] == "cosine"
+
+
+def test_linear_formula_and_normalisation():
+    adapter = make("linear")
+    x = np.random.default_rng(2).normal(size=(3, DIM)).astype(np.float32)
+    expected = x @ adapter.params["weight"].T + adapter.params["bias"]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(adapter.transform(x), expected, rtol=1e-5)
+    np.testing.assert_allclose(adapter.transform(x[0]), expected[0], rtol=1e-5)
+
+
+def test_identity_only_normalises():
+    x = np.arange(1, DIM + 1, dtype=np.float32)
+    out = Adapter.identity(DIM).transform(x)
+    np.testing.assert_allclose(out, x / np.linalg.norm(x), rtol=1e-6)
+
+
+def test_refuses_other_model_and_dimension_unless_forced(tmp_path):
+    save_adapter(make("linear"), tmp_path / "a")
+    with pytest.raises(AdapterError, match="trained for sentence-transformers:all-MiniLM-L6-v2"):
+        load_adapter(tmp_path / "a", model_id="openai:text-embedding-3-small")
+    with pytest.raises(AdapterError, match="8-dimensional"):
+        load_adapter(tmp_path / "a", dim=384)
+    forced = load_adapter(tmp_path / "a", model_id="openai:other", dim=384, force=True)
+    assert forced.dim == DIM
+
+
+def test_wrong_query_dimension_is_a_clear_error():
+    with pytest.raises(AdapterError, match="dimension 8"):
+        make("linear").transform(np.zeros((2, 5)))
+
+
+def test_missing_or_corrupt_folder_is_reported(tmp_path):
+    with pytest.raises(AdapterError, match="not an adapter folder"):
+        load_adapter(tmp_path)
+    save_adapter(make("linear"), tmp_path / "a")
+    (tmp_path / "a" / "adapter.json").write_text("{not json")
+    with pytest.raises(AdapterError, match="not valid JSON"):
+        load_adapter(tmp_path / "a")
+
+
+def test_pickle_payload_is_never_executed(tmp_path):
+    """A pickle disguised as the weights file must fail to load, not run."""
+    save_adapter(make("linear"), tmp_path / "a")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "a" / "adapter.safetensors").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(AdapterError, match="not a readable safetensors"):
+        load_adapter(tmp_path / "a")
+    assert not marker.exists()
+
+
+def test_applying_needs_numpy_and_safetensors_only(tmp_path):
+    save_adapter(make("residual_mlp"), tmp_path / "a")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for blocked in ("torch", "sentence_transformers", "scipy"):
+            sys.modules[blocked] = None  # any import of these now fails
+        import numpy as np
+        from queryfit.adapters import load_adapter
+        a = load_adapter({str(tmp_path / "a")!r})
+        print(a.transform(np.ones((2, {DIM}), dtype=np.float32)).shape)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"(2, {DIM})"
+
+
+def test_unknown_type_and_missing_arrays():
+    with pytest.raises(AdapterError, match="unknown adapter type"):
+        Adapter(kind="quadratic", params={}, dim=DIM)
+    with pytest.raises(AdapterError, match="missing arrays: bias|missing arrays: weight"):
+        Adapter(kind="linear", params={}, dim=DIM)
