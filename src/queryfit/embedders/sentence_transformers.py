@@ -1,0 +1,234 @@
+"""Local sentence-transformers models, loaded strictly offline.
+
+queryfit must never reach for the network behind the user's back: a model is loaded from a local
+folder or from the local Hugging Face cache, and anything else is an error that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from queryfit.embedders.base import BaseEmbedder, Kind
+from queryfit.embedders.registry import (
+    BUNDLED_MODEL_ALIASES,
+    BUNDLED_MODEL_NAME,
+    default_model_path,
+)
+from queryfit.errors import EmbedderError
+
+PROVIDER = "sentence-transformers"
+_INSTALL_HINT = "pip install 'queryfit[train]'"
+
+# Loaded models shared across embedder objects: the same model with other prefixes (or a second
+# get_embedder call) should not pay the load time and memory twice.
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def ensure_offline() -> None:
+    """Forbid Hugging Face downloads for this process; set before the hub libraries import."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _require_package() -> None:
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise EmbedderError(
+            f"the {PROVIDER} provider needs the sentence-transformers package; "
+            f"install it with `{_INSTALL_HINT}`"
+        )
+
+
+def _looks_like_path(name: str) -> bool:
+    # "org/model" is a hub name; anything anchored or with more structure is meant as a folder.
+    return (
+        name.startswith((".", "~", "/"))
+        or "\\" in name
+        or Path(name).is_absolute()
+        or name.count("/") > 1
+    )
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _bundled_path_or_none() -> Path | None:
+    try:
+        return default_model_path()
+    except EmbedderError:
+        return None
+
+
+def _offline_error(name: str) -> EmbedderError:
+    return EmbedderError(
+        f"model {name} is not available offline; pass a local folder path "
+        f"({PROVIDER}:/path/to/model) or install it into the local Hugging Face cache on a "
+        f"machine with network access (queryfit never downloads models); the bundled default "
+        f"is {PROVIDER}:{BUNDLED_MODEL_NAME}"
+    )
+
+
+def _find_in_hf_cache(name: str) -> Path:
+    """Locate a hub model in the local cache without any network access."""
+    ensure_offline()
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise _offline_error(name) from exc
+    candidates = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
+    for repo_id in candidates:
+        try:
+            folder = Path(snapshot_download(repo_id=repo_id, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached, invalid id, ...: all mean "not offline"
+            continue
+        if folder.is_dir():
+            return folder
+    raise _offline_error(name)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' own weight-loading bar: queryfit's output is the store's one bar."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load_model(path: Path, device: str, model_id: str) -> Any:
+    key = (str(path.resolve()), device)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is not None:
+            return model
+        ensure_offline()
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(
+                f"cannot import sentence-transformers to load {model_id} ({exc}); "
+                f"install it with `{_INSTALL_HINT}`"
+            ) from exc
+        try:
+            with _quiet_transformers():
+                model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - report any load failure with the model named
+            raise EmbedderError(
+                f"cannot load model {model_id} from {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+        _MODELS[key] = model
+        return model
+
+
+class SentenceTransformerEmbedder(BaseEmbedder):
+    """A sentence-transformers model from a local folder or the local HF cache.
+
+    The model is loaded on the first embedding (or the first look at ``dim``), so resolving a spec
+    stays cheap. ``model_id`` is a short stable name, not a path, so the store and adapters remain
+    valid when the same model sits in another folder on another machine.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | Path,
+        *,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        device: str = "cpu",
+        batch_size: int = 64,
+        normalize: bool = False,
+    ) -> None:
+        if batch_size <= 0:
+            raise EmbedderError(f"batch_size must be positive, not {batch_size}")
+        _require_package()
+        raw = str(name_or_path).strip()
+        if not raw:
+            raise EmbedderError("empty sentence-transformers model name")
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.device = device
+        self.batch_size = batch_size
+        self.max_batch_size = batch_size
+        self.normalize = normalize
+        self._model: Any = None
+        self._dim: int | None = None
+
+        local = Path(raw).expanduser()
+        bundled = _bundled_path_or_none()
+        if raw in BUNDLED_MODEL_ALIASES:
+            self.path = default_model_path()
+            self.name = BUNDLED_MODEL_NAME
+        elif local.is_dir():
+            self.path = local.resolve()
+            if bundled is not None and _same_folder(local, bundled):
+                self.name = BUNDLED_MODEL_NAME
+            else:
+                self.name = self.path.name
+        elif _looks_like_path(raw) or local.exists():
+            raise EmbedderError(
+                f"model folder {raw} does not exist or is not a folder; pass the folder that "
+                f"holds the model's modules.json (e.g. {PROVIDER}:/path/to/model)"
+            )
+        else:
+            self.path = _find_in_hf_cache(raw)
+            self.name = raw
+        self.model_id = f"{PROVIDER}:{self.name}"
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer``; loads it on first use."""
+        if self._model is None:
+            self._model = _load_model(self.path, self.device, self.model_id)
+        return self._model
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        """Embedding size as the model reports it (newer and older sentence-transformers API)."""
+        if self._dim is None:
+            model = self.model
+            getter = getattr(model, "get_embedding_dimension", None) or getattr(
+                model, "get_sentence_embedding_dimension", None
+            )
+            dim = getter() if getter is not None else None
+            if not dim:
+                # Some models do not declare their size: measure it once.
+                dim = int(self._encode(["dimension probe"]).shape[1])
+            self._dim = int(dim)
+        return self._dim
+
+    def _key_options(self) -> list[str]:
+        return ["normalize"] if self.normalize else []
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        out = self.model.encode(
+            texts,
+            prompt="",  # our prefixes only: never the model's default prompt behind our back
+            batch_size=self.batch_size,
+            show_progress_bar=False,  # the store draws the progress bar
+            convert_to_numpy=True,
+            normalize_embeddings=self.normalize,
+        )
+        return np.asarray(out, dtype=np.float32)
+
+    def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
+        return self._encode(texts)

@@ -1,0 +1,399 @@
+"""The embedding store: every text is embedded once per model setting, then read back.
+
+Embedding is the slow and (for API models) paid part of queryfit, so vectors are kept in one
+SQLite file. Each batch is committed as soon as the model returns it, so an interrupted run resumes
+where it stopped. Entries are checked on the way out; a damaged one is re-embedded, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from queryfit.embedders.base import Embedder, Kind, check_kind, check_vectors
+from queryfit.errors import StoreError
+
+SCHEMA_VERSION = 1
+ENV_VAR = "QUERYFIT_STORE"
+DEFAULT_RELATIVE_PATH = Path(".queryfit") / "embeddings.sqlite"
+#: Keys per ``IN (...)`` lookup: below SQLite's historic limit of 999 bound variables.
+LOOKUP_CHUNK = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS namespaces (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    namespace_id INTEGER NOT NULL REFERENCES namespaces(id),
+    text_hash BLOB NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    checksum BLOB NOT NULL,
+    UNIQUE (namespace_id, text_hash)
+);
+"""
+# A rowid table on purpose: WITHOUT ROWID rows live in index pages, which spill any row over
+# ~1 KB (every vector of 256+ dims) to overflow pages, tripling the file and slowing reads.
+
+
+def default_store_path() -> Path:
+    """``$QUERYFIT_STORE`` if set, else ``.queryfit/embeddings.sqlite`` under the cwd."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.cwd() / DEFAULT_RELATIVE_PATH
+
+
+def text_hash(text: str) -> bytes:
+    """Key of a text: sha256 of its exact UTF-8 bytes (no normalisation of any kind)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def vector_checksum(blob: bytes) -> bytes:
+    """Checksum stored next to each vector so that a damaged blob is caught, not used."""
+    return hashlib.blake2b(blob, digest_size=16).digest()
+
+
+@dataclass
+class StoreStats:
+    """Cumulative counters for one store object; texts are counted once per request."""
+
+    model_calls: int = 0  # batches sent to the model
+    texts_embedded: int = 0  # distinct texts the model embedded
+    texts_from_store: int = 0  # distinct texts served from the store
+
+    def reset(self) -> None:
+        """Zero all counters, e.g. between two phases whose cost is reported separately."""
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+class EmbeddingStore:
+    """Cache of embeddings keyed by (embedder setting, exact text), in one SQLite file."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = default_store_path() if path is None else Path(path).expanduser()
+        self.stats = StoreStats()
+        self._conn: sqlite3.Connection | None = None
+        self._conn = self._open()
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _fail(self, why: str) -> StoreError:
+        return StoreError(
+            f"cannot use embedding store {self.path}: {why}; "
+            "pass another location with --store PATH (or set QUERYFIT_STORE)"
+        )
+
+    def _open(self) -> sqlite3.Connection:
+        in_memory = str(self.path) == ":memory:"
+        if not in_memory:
+            if self.path.is_dir():
+                raise self._fail("it is a folder, not a file")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._fail(f"cannot create its folder ({exc.strerror or exc})") from exc
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=30.0)
+            # isolation_level=None: transactions are explicit, one per batch.
+            conn.isolation_level = None
+            if not in_memory:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise self._fail(f"cannot switch it to WAL journaling (got {mode!r})")
+            # WAL + NORMAL: a crash of the process never loses a committed batch.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema(conn)
+        except StoreError:
+            if conn is not None:
+                conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            raise self._fail(f"not a usable SQLite database ({exc})") from exc
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            version: int | None = None
+            if has_meta:
+                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is not None:
+                    try:
+                        version = int(row[0])
+                    except ValueError as exc:
+                        raise self._fail(f"unreadable schema version {row[0]!r}") from exc
+            else:
+                others = conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'"
+                ).fetchall()
+                if others:
+                    raise self._fail(
+                        "it is a SQLite database but not a queryfit store "
+                        f"(tables: {', '.join(sorted(r[0] for r in others))})"
+                    )
+            if version is not None and version > SCHEMA_VERSION:
+                raise self._fail(
+                    f"it was written by a newer queryfit (schema {version}, this version reads "
+                    f"up to {SCHEMA_VERSION}); upgrade queryfit"
+                )
+            # One statement at a time: executescript() would commit the open transaction.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if version is None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"embedding store {self.path} is closed")
+        return self._conn
+
+    def close(self) -> None:
+        """Close the file; further use raises StoreError."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> EmbeddingStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({str(self.path)!r})"
+
+    # -- namespaces --------------------------------------------------------------------------
+
+    def _namespace_id(self, key: str, create: bool) -> int | None:
+        row = self.conn.execute("SELECT id FROM namespaces WHERE key=?", (key,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        with self._transaction():
+            self.conn.execute("INSERT OR IGNORE INTO namespaces(key) VALUES (?)", (key,))
+        row = self.conn.execute("SELECT id FROM namespaces WHERE key=?", (key,)).fetchone()
+        return int(row[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _lookup(
+        self, ns_id: int, hashes: list[bytes], dim: int
+    ) -> tuple[dict[bytes, int], Any, int]:
+        """Fetch stored vectors for ``hashes``; returns (hash -> row in matrix, matrix, n_bad)."""
+        found: list[bytes] = []
+        blobs: list[bytes] = []
+        n_bad = 0
+        want_len = 4 * dim
+        for start in range(0, len(hashes), LOOKUP_CHUNK):
+            chunk = hashes[start : start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT text_hash, dim, vector, checksum FROM embeddings "
+                f"WHERE namespace_id=? AND text_hash IN ({marks})",
+                (ns_id, *chunk),
+            ).fetchall()
+            for h, row_dim, blob, checksum in rows:
+                if (
+                    row_dim != dim
+                    or not isinstance(blob, bytes)
+                    or len(blob) != want_len
+                    or checksum != vector_checksum(blob)
+                ):
+                    n_bad += 1
+                    continue
+                found.append(h)
+                blobs.append(blob)
+        if not found:
+            return {}, np.zeros((0, dim), dtype=np.float32), n_bad
+        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(found), dim)
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            n_bad += int((~finite).sum())
+            found = [h for h, ok in zip(found, finite, strict=True) if ok]
+            matrix = matrix[finite]
+        return {h: i for i, h in enumerate(found)}, matrix, n_bad
+
+    def count(self, embedder: Embedder | None = None) -> int:
+        """Number of stored vectors, overall or under the embedder's query and document keys."""
+        if embedder is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+        keys = {embedder.store_key("query"), embedder.store_key("document")}
+        total = 0
+        for key in keys:
+            ns_id = self._namespace_id(key, create=False)
+            if ns_id is not None:
+                total += int(
+                    self.conn.execute(
+                        "SELECT COUNT(*) FROM embeddings WHERE namespace_id=?", (ns_id,)
+                    ).fetchone()[0]
+                )
+        return total
+
+    # -- embedding ---------------------------------------------------------------------------
+
+    def embed(
+        self,
+        embedder: Embedder,
+        texts: Sequence[str],
+        kind: Kind,
+        *,
+        batch_size: int | None = None,
+        progress: bool = True,
+        description: str | None = None,
+    ) -> np.ndarray:
+        """Vectors for ``texts`` in input order, float32 ``[len(texts), dim]``.
+
+        Only texts not yet stored (or whose stored entry is damaged) go to the model, each distinct
+        text once, in batches committed one by one.
+        """
+        check_kind(kind)
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not a single string")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
+        if batch_size is None:
+            batch_size = int(getattr(embedder, "max_batch_size", 64) or 64)
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, not {batch_size}")
+
+        dim = int(embedder.dim)
+        key = embedder.store_key(kind)
+        model_id = getattr(embedder, "model_id", type(embedder).__name__)
+
+        # Distinct texts in order of first appearance; `inverse` maps each input to its row.
+        unique_index: dict[bytes, int] = {}
+        unique_texts: list[str] = []
+        inverse = np.empty(len(texts), dtype=np.int64)
+        for i, t in enumerate(texts):
+            h = text_hash(t)
+            j = unique_index.get(h)
+            if j is None:
+                j = unique_index[h] = len(unique_texts)
+                unique_texts.append(t)
+            inverse[i] = j
+        hashes = list(unique_index)
+        if not hashes:
+            return np.zeros((0, dim), dtype=np.float32)
+
+        ns_id = self._namespace_id(key, create=True)
+        assert ns_id is not None
+        found, stored, n_bad = self._lookup(ns_id, hashes, dim)
+        if n_bad:
+            warnings.warn(
+                f"embedding store {self.path}: {n_bad} damaged or mismatched entries for "
+                f"{model_id} ({kind}) will be embedded again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+        result = np.empty((len(hashes), dim), dtype=np.float32)
+        rows = np.fromiter((found.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
+        have = rows >= 0
+        result[have] = stored[rows[have]]
+        missing: list[int] = np.flatnonzero(~have).tolist()
+        self.stats.texts_from_store += len(hashes) - len(missing)
+
+        if missing:
+            embed_fn = embedder.embed_queries if kind == "query" else embedder.embed_documents
+            bar = _progress_bar() if progress else None
+            with bar if bar is not None else nullcontext():
+                task = None
+                if bar is not None:
+                    label = description or f"Embedding {kind}s ({model_id})"
+                    task = bar.add_task(label, total=len(missing))
+                for start in range(0, len(missing), batch_size):
+                    idx = missing[start : start + batch_size]
+                    batch = [unique_texts[j] for j in idx]
+                    self.stats.model_calls += 1
+                    vectors = check_vectors(embed_fn(batch), len(batch), dim, model_id)
+                    self._write(ns_id, [hashes[j] for j in idx], vectors)
+                    result[idx] = vectors
+                    self.stats.texts_embedded += len(batch)
+                    if bar is not None:
+                        bar.advance(task, len(batch))
+        return result[inverse]
+
+    def _write(self, ns_id: int, hashes: list[bytes], vectors: np.ndarray) -> None:
+        """Store one batch in its own transaction, replacing any damaged entry."""
+        dim = vectors.shape[1]
+        rows = []
+        for h, vec in zip(hashes, vectors, strict=True):
+            blob = vec.astype("<f4", copy=False).tobytes()
+            rows.append((ns_id, h, dim, blob, vector_checksum(blob)))
+        with self._transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings(namespace_id, text_hash, dim, vector, checksum) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+
+def _progress_bar() -> Any:
+    """A rich progress bar on stderr, or None when rich is unavailable."""
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+    except ImportError:
+        return None
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
