@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import QueryfitError
+from .train.config import TrainConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from the CLI
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+_D = TrainConfig()  # option defaults come from the one place that defines them
 
 DataOpt = typer.Option(..., "--data", "-d", help="LlamaIndex JSON, BEIR folder or JSONL pairs.")
 ModelOpt = typer.Option(
@@ -126,13 +128,14 @@ def train(
     data: Path = DataOpt,
     adapter_out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write."),
     model: str = ModelOpt,
-    adapter: str = typer.Option("linear", help="linear, low_rank or residual_mlp."),
-    loss: str = typer.Option("corpus", help="corpus (all passages as negatives) or in_batch."),
+    adapter: str = typer.Option(_D.adapter, help="linear, low_rank or residual_mlp."),
+    loss: str = typer.Option(_D.loss, help="corpus (all passages as negatives) or in_batch."),
     epochs: int = typer.Option(None, help="Fixed epoch count [default: chosen on dev]."),
-    max_epochs: int = typer.Option(50, help="Upper bound when dev chooses the epochs."),
-    lr: float = typer.Option(1e-3, help="Learning rate."),
-    scale: float = typer.Option(20.0, help="Inverse temperature on cosine similarities."),
-    batch_size: int = typer.Option(32, help="Queries per step."),
+    max_epochs: int = typer.Option(_D.max_epochs, help="Upper bound when dev chooses epochs."),
+    lr: float = typer.Option(_D.lr, help="Learning rate."),
+    scale: float = typer.Option(_D.scale, help="Inverse temperature on cosine similarities."),
+    identity_penalty: float = typer.Option(_D.identity_penalty, help="Pull toward the base."),
+    batch_size: int = typer.Option(_D.batch_size, help="Queries per step."),
     dev_fraction: float = typer.Option(0.2, help="Share of queries held out to choose and gate."),
     split_by: str = typer.Option("query", help="Dev split: query (same corpus) or passage."),
     seed: int = typer.Option(0, help="Random seed (runs are deterministic)."),
@@ -145,11 +148,10 @@ def train(
     Example: `queryfit train --data train.json --out adapter/`
     """
     from . import api
-    from .train import TrainConfig
 
     config = TrainConfig(
         adapter=adapter, loss=loss, epochs=epochs, max_epochs=max_epochs, lr=lr, scale=scale,
-        batch_size=batch_size, seed=seed,
+        identity_penalty=identity_penalty, batch_size=batch_size, seed=seed,
     )
     if split_by not in ("query", "passage"):
         from .errors import TrainingError

@@ -1,5 +1,18 @@
-"""Training: losses and the trainer (torch is needed here only)."""
+"""Training: settings, losses and the trainer. Only this package needs torch."""
 
-from .trainer import EpochRecord, FitResult, TrainConfig, fit_adapter
+from __future__ import annotations
+
+from typing import Any
+
+from .config import TrainConfig
 
 __all__ = ["EpochRecord", "FitResult", "TrainConfig", "fit_adapter"]
+
+
+def __getattr__(name: str) -> Any:
+    # The trainer imports torch; load it only when training actually happens.
+    if name in ("EpochRecord", "FitResult", "fit_adapter"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(name)

@@ -20,14 +20,14 @@ class LinearMap(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.eye(dim))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+        self.register_buffer("eye", torch.eye(dim), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x @ self.weight.T
         return out + self.bias if self.bias is not None else out
 
     def identity_distance(self) -> torch.Tensor:
-        eye = torch.eye(self.weight.shape[0], dtype=self.weight.dtype)
-        dist = ((self.weight - eye) ** 2).sum()
+        dist = ((self.weight - self.eye) ** 2).sum()
         return dist + (self.bias**2).sum() if self.bias is not None else dist
 
 
