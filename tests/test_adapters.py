@@ -24,7 +24,10 @@ def make(kind: str, seed: int = 0) -> Adapter:
         "identity": {},
         "linear": {"weight": (DIM, DIM), "bias": (DIM,)},
         "residual_mlp": {
-            "in_weight": (5, DIM), "in_bias": (5,), "out_weight": (DIM, 5), "out_bias": (DIM,)
+            "in_weight": (5, DIM),
+            "in_bias": (5,),
+            "out_weight": (DIM, 5),
+            "out_bias": (DIM,),
         },
         "low_rank": {"down": (3, DIM), "up": (DIM, 3)},
     }[kind]

@@ -1,3 +1,3 @@
-"""queryfit: make any embedding model retrieve better on your documents without re-embedding them."""
+"""queryfit: better retrieval from any embedding model, without re-embedding documents."""
 
 __version__ = "0.1.0"

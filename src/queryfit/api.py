@@ -86,7 +86,7 @@ class EvaluationReport:
 
     @property
     def verdict(self) -> str:
-        """One line on the headline metric, e.g. ``+2.1 ndcg@10, 95% CI [+0.8, +3.4]: significant``."""
+        """One line on the headline metric: ``+2.1 ndcg@10, 95% CI [+0.8, +3.4]: significant``."""
         return next(d for d in self.differences if d.metric == self.headline).verdict()
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,9 +116,13 @@ def embed(
     before = store.stats.model_calls, store.stats.texts_embedded, store.stats.texts_from_store
     embed_dataset(dataset, embedder, store, progress=progress)
     return EmbedReport(
-        embedder.model_id, len(dataset.queries), len(dataset.corpus),
-        store.stats.model_calls - before[0], store.stats.texts_embedded - before[1],
-        store.stats.texts_from_store - before[2], str(store.path),
+        embedder.model_id,
+        len(dataset.queries),
+        len(dataset.corpus),
+        store.stats.model_calls - before[0],
+        store.stats.texts_embedded - before[1],
+        store.stats.texts_from_store - before[2],
+        str(store.path),
     )
 
 
@@ -185,8 +189,11 @@ def train(
         "decision": result.decision,
         "shipped_identity": result.shipped_identity,
         "best_epoch": result.best_epoch,
-        "dev": {"metric": config.select_metric, "base": result.identity_score,
-                "adapted": result.best_score},
+        "dev": {
+            "metric": config.select_metric,
+            "base": result.identity_score,
+            "adapted": result.best_score,
+        },
         "history": history,
         "train_seconds": round(result.seconds, 3),
     }
@@ -230,11 +237,15 @@ def evaluate(
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
     model = model if model is not None else adapter.base_model.get("id")
-    embedder = get_embedder(
-        model,
-        query_prefix=adapter.base_model.get("query_prefix", ""),
-        document_prefix=adapter.base_model.get("document_prefix", ""),
-    ) if isinstance(model, str) or model is None else model
+    embedder = (
+        get_embedder(
+            model,
+            query_prefix=adapter.base_model.get("query_prefix", ""),
+            document_prefix=adapter.base_model.get("document_prefix", ""),
+        )
+        if isinstance(model, str) or model is None
+        else model
+    )
     if not force:
         adapter = _checked(adapter, embedder)
     if headline not in metrics:

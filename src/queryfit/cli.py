@@ -52,7 +52,7 @@ def user_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         def show(message: Any, category: Any, *_: Any, **__: Any) -> None:
-            err.print(f"[yellow]warning:[/] {message}", highlight=False)
+            err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
         previous = warnings.showwarning
         warnings.showwarning = show
@@ -87,12 +87,18 @@ def _comparison_table(report: Any, title: str) -> Table:
     for column in ("metric", "base", "adapted", "Δ (pts)", "95% CI", ""):
         table.add_column(column, justify="left" if column in ("metric", "") else "right")
     for d in report.differences:
-        mark = "[green]significant[/]" if d.significant and d.delta > 0 else (
-            "[red]worse[/]" if d.significant else "[dim]n.s.[/]"
+        mark = (
+            "[green]significant[/]"
+            if d.significant and d.delta > 0
+            else ("[red]worse[/]" if d.significant else "[dim]n.s.[/]")
         )
         table.add_row(
-            d.metric, f"{d.base:.4f}", f"{d.adapted:.4f}", f"{100 * d.delta:+.1f}",
-            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]", mark,
+            d.metric,
+            f"{d.base:.4f}",
+            f"{d.adapted:.4f}",
+            f"{100 * d.delta:+.1f}",
+            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
+            mark,
         )
     return table
 
@@ -150,16 +156,29 @@ def train(
     from . import api
 
     config = TrainConfig(
-        adapter=adapter, loss=loss, epochs=epochs, max_epochs=max_epochs, lr=lr, scale=scale,
-        identity_penalty=identity_penalty, batch_size=batch_size, seed=seed,
+        adapter=adapter,
+        loss=loss,
+        epochs=epochs,
+        max_epochs=max_epochs,
+        lr=lr,
+        scale=scale,
+        identity_penalty=identity_penalty,
+        batch_size=batch_size,
+        seed=seed,
     )
     if split_by not in ("query", "passage"):
         from .errors import TrainingError
 
         raise TrainingError(f"--split-by must be query or passage, not {split_by!r}")
     report = api.train(
-        data, model=model, out=adapter_out, config=config, store=store,
-        dev_fraction=dev_fraction, split_by=split_by, progress=not (quiet or as_json),
+        data,
+        model=model,
+        out=adapter_out,
+        config=config,
+        store=store,
+        dev_fraction=dev_fraction,
+        split_by=split_by,
+        progress=not (quiet or as_json),
     )
     if as_json:
         return _emit_json(report.to_dict())
@@ -191,7 +210,12 @@ def evaluate(
     from . import api
 
     report = api.evaluate(
-        data, adapter, model=model, store=store, force=force, n_resamples=resamples,
+        data,
+        adapter,
+        model=model,
+        store=store,
+        force=force,
+        n_resamples=resamples,
         progress=not (quiet or as_json),
     )
     if as_json:

@@ -74,12 +74,18 @@ def embed_dataset(
     """Embed a dataset's queries and passages through the store (cached texts cost nothing)."""
     query_ids, doc_ids = list(dataset.queries), list(dataset.corpus)
     docs = store.embed(
-        embedder, [dataset.corpus[i] for i in doc_ids], "document",
-        progress=progress, description="embedding passages",
+        embedder,
+        [dataset.corpus[i] for i in doc_ids],
+        "document",
+        progress=progress,
+        description="embedding passages",
     )
     queries = store.embed(
-        embedder, [dataset.queries[i] for i in query_ids], "query",
-        progress=progress, description="embedding queries",
+        embedder,
+        [dataset.queries[i] for i in query_ids],
+        "query",
+        progress=progress,
+        description="embedding queries",
     )
     return RetrievalVectors(
         queries=queries,

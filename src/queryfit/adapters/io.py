@@ -69,7 +69,9 @@ def load_adapter(
     try:
         meta: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{config_path} is not valid JSON ({exc}); retrain or restore it") from exc
+        raise AdapterError(
+            f"{config_path} is not valid JSON ({exc}); retrain or restore it"
+        ) from exc
     if not isinstance(meta, dict) or meta.get("format_version", 0) > FORMAT_VERSION:
         raise AdapterError(
             f"{config_path} was written by a newer queryfit (format "
@@ -92,8 +94,16 @@ def load_adapter(
                 f"adapter {folder} expects {meta.get('dim')}-dimensional queries, the model "
                 f"gives {dim}; use the adapter's base model ({trained_for})"
             )
-    known = {"format_version", "queryfit_version", "type", "dim", "base_model", "similarity",
-             "normalize", "parameters"}
+    known = {
+        "format_version",
+        "queryfit_version",
+        "type",
+        "dim",
+        "base_model",
+        "similarity",
+        "normalize",
+        "parameters",
+    }
     try:
         return Adapter(
             kind=meta["type"],

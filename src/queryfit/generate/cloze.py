@@ -49,9 +49,7 @@ def inverse_cloze_dataset(
     relevant: dict[str, list[str]] = {}
     for doc_id, text in passages.items():
         sentences = split_sentences(text)
-        usable = [
-            i for i, s in enumerate(sentences) if min_words <= len(s.split()) <= max_words
-        ]
+        usable = [i for i, s in enumerate(sentences) if min_words <= len(s.split()) <= max_words]
         if len(sentences) < questions_per_passage + 2 or len(usable) < questions_per_passage:
             corpus[doc_id] = text
             continue

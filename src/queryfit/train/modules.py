@@ -64,7 +64,9 @@ class LowRankResidual(nn.Module):
         return ((self.up @ self.down) ** 2).sum()
 
 
-def build_module(kind: str, dim: int, *, bias: bool, hidden_dim: int | None, rank: int) -> nn.Module:
+def build_module(
+    kind: str, dim: int, *, bias: bool, hidden_dim: int | None, rank: int
+) -> nn.Module:
     """The trainable module for one adapter family, initialised to the identity."""
     if kind == "linear":
         return LinearMap(dim, bias=bias)

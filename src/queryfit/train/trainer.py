@@ -79,8 +79,15 @@ def fit_adapter(
         module, history = _train(train, config, epochs, dev=None, on_epoch=on_epoch)
         adapter = _to_adapter(module, config, dim)
         return FitResult(
-            adapter, history, epochs, None, None, False, time.perf_counter() - start,
-            f"trained {epochs} epochs (no dev split to choose or gate with)", config,
+            adapter,
+            history,
+            epochs,
+            None,
+            None,
+            False,
+            time.perf_counter() - start,
+            f"trained {epochs} epochs (no dev split to choose or gate with)",
+            config,
         )
 
     epochs = config.epochs if config.epochs is not None else config.max_epochs
@@ -97,21 +104,33 @@ def fit_adapter(
             "shipping the identity adapter (retrieval unchanged)"
         )
         return FitResult(
-            Adapter.identity(dim), history, 0, identity_score, best.dev_score, True,
-            time.perf_counter() - start, decision, config,
+            Adapter.identity(dim),
+            history,
+            0,
+            identity_score,
+            best.dev_score,
+            True,
+            time.perf_counter() - start,
+            decision,
+            config,
         )
 
-    decision = (
-        f"dev {metric} {identity_score:.4f} -> {best.dev_score:.4f} at epoch {best.epoch}"
-    )
+    decision = f"dev {metric} {identity_score:.4f} -> {best.dev_score:.4f} at epoch {best.epoch}"
     if refit_on is not None and config.refit:
         module, _ = _train(refit_on, config, best.epoch, dev=None)
         decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
     elif best.epoch != history[-1].epoch:
         module, _ = _train(train, config, best.epoch, dev=None)
     return FitResult(
-        _to_adapter(module, config, dim), history, best.epoch, identity_score, best.dev_score,
-        False, time.perf_counter() - start, decision, config,
+        _to_adapter(module, config, dim),
+        history,
+        best.epoch,
+        identity_score,
+        best.dev_score,
+        False,
+        time.perf_counter() - start,
+        decision,
+        config,
     )
 
 
@@ -215,7 +234,6 @@ def _score(
 
 def _to_adapter(module: torch.nn.Module, config: TrainConfig, dim: int) -> Adapter:
     params = {
-        name: value.detach().cpu().numpy().copy()
-        for name, value in module.named_parameters()
+        name: value.detach().cpu().numpy().copy() for name, value in module.named_parameters()
     }
     return Adapter(kind=config.adapter, params=params, dim=dim)

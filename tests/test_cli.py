@@ -1,0 +1,143 @@
+"""The command line: the happy path end to end, --json, and every user mistake as one line + exit 2.
+
+These run the real ``queryfit`` entry point in a subprocess, with the bundled MiniLM model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from queryfit.dataset import save_dataset, split_dataset
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "QUERYFIT_STORE": str(cwd / "store.sqlite")}
+    return subprocess.run(
+        [sys.executable, "-m", "queryfit.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Train and test files from the pydoc demo data, trimmed to keep the suite quick."""
+    from queryfit.demo import demo_dataset
+
+    path = tmp_path_factory.mktemp("cli")
+    data = demo_dataset()
+    keep = list(data.queries)[:160]
+    small = data.subset(keep)
+    train, test = split_dataset(small, dev_fraction=0.3, seed=1)
+    save_dataset(train, path / "train.json")
+    save_dataset(test, path / "test.json")
+    return path
+
+
+def test_train_then_evaluate_with_json(workdir):
+    trained = run("train", "--data", "train.json", "--out", "adapter", "--json", cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["train_queries"] + report["dev_queries"] == 112
+    assert report["model_calls"] > 0
+    assert (workdir / "adapter" / "adapter.safetensors").is_file()
+    meta = json.loads((workdir / "adapter" / "adapter.json").read_text())
+    assert meta["base_model"]["id"] == "sentence-transformers:all-MiniLM-L6-v2"
+    assert meta["data"]["queries"] == 112 and len(meta["data"]["fingerprint"]) == 64
+
+    again = run("train", "--data", "train.json", "--out", "adapter", "--json", cwd=workdir)
+    assert json.loads(again.stdout)["model_calls"] == 0  # the store served every text
+
+    evaluated = run(
+        "evaluate",
+        "--data",
+        "test.json",
+        "--adapter",
+        "adapter",
+        "--json",
+        "--resamples",
+        "2000",
+        cwd=workdir,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["queries"] == 48
+    assert set(result["base"]) >= {"hit@5", "mrr@5", "ndcg@10", "recall@10", "map@10"}
+    assert result["verdict"].endswith("significant") or "worse" in result["verdict"]
+    for row in result["differences"]:
+        assert row["low"] <= row["delta"] <= row["high"]
+
+    table = run(
+        "evaluate", "--data", "test.json", "--adapter", "adapter", "--resamples", "500", cwd=workdir
+    )
+    assert table.returncode == 0 and "verdict:" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "missing.json", "--out", "a"], "no such file"),
+        (["evaluate", "--data", "test.json", "--adapter", "nowhere"], "not an adapter folder"),
+        (["train", "--data", "train.json", "--out", "a", "--model", "bogus:thing"], "bogus"),
+        (["train", "--data", "train.json", "--out", "a", "--split-by", "topic"], "--split-by"),
+        (["train", "--data", "train.json", "--out", "a", "--adapter", "cubic"], "cubic"),
+        (["train", "--data", "train.json", "--out", "a", "--lr", "0"], "lr must be positive"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(workdir, args, message):
+    result = run(*args, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]  # the whole message on one line
+
+
+def test_invalid_dataset_names_the_problem(workdir):
+    bad = workdir / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "queries": {"q1": "what is x?", "q2": ""},
+                "corpus": {"d1": "x is a letter"},
+                "relevant_docs": {"q1": ["d9"], "q2": ["d1"]},
+            }
+        )
+    )
+    result = run("train", "--data", "bad.json", "--out", "a", cwd=workdir)
+    assert result.returncode == 2
+    assert "bad.json" in result.stderr and "d9" in result.stderr and "q2" in result.stderr
+
+
+def test_adapter_for_another_model_is_refused(workdir):
+    trained = run("train", "--data", "train.json", "--out", "adapter2", "--json", cwd=workdir)
+    assert trained.returncode == 0
+    meta_path = workdir / "adapter2" / "adapter.json"
+    meta = json.loads(meta_path.read_text())
+    meta["base_model"]["id"] = "openai:text-embedding-3-small"
+    meta_path.write_text(json.dumps(meta))
+    result = run(
+        "evaluate",
+        "--data",
+        "test.json",
+        "--adapter",
+        "adapter2",
+        "--model",
+        "sentence-transformers:all-MiniLM-L6-v2",
+        cwd=workdir,
+    )
+    assert result.returncode == 2 and "trained for openai:text-embedding-3-small" in result.stderr
+
+
+def test_help_shows_examples(workdir):
+    for verb in ("train", "evaluate", "embed", "demo"):
+        result = run(verb, "--help", cwd=workdir)
+        assert result.returncode == 0 and "Example" in result.stdout
