@@ -20,7 +20,7 @@ from queryfit.adapters import Adapter
 from queryfit.dataset import load_dataset
 from queryfit.embedders import get_embedder
 from queryfit.store import EmbeddingStore
-from queryfit.train import TrainConfig, fit_adapter
+from queryfit.training import TrainConfig, fit_adapter
 from queryfit.vectors import embed_dataset
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10k"

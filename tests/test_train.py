@@ -8,9 +8,9 @@ import torch
 
 from queryfit.adapters import Adapter
 from queryfit.errors import TrainingError
-from queryfit.train import TrainConfig, fit_adapter
-from queryfit.train.losses import corpus_softmax_loss, in_batch_loss
-from queryfit.train.modules import build_module
+from queryfit.training import TrainConfig, fit_adapter
+from queryfit.training.losses import corpus_softmax_loss, in_batch_loss
+from queryfit.training.modules import build_module
 from queryfit.vectors import RetrievalVectors
 
 DIM = 16

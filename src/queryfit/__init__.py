@@ -1,3 +1,37 @@
-"""queryfit: better retrieval from any embedding model, without re-embedding documents."""
+"""queryfit: better retrieval from any embedding model, without re-embedding documents.
+
+``import queryfit`` stays light: names load on first use, so applying an adapter never pulls in
+torch or a model library.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "embed": "api",
+    "train": "api",
+    "evaluate": "api",
+    "Adapter": "adapters",
+    "load_adapter": "adapters",
+    "save_adapter": "adapters",
+    "QADataset": "dataset",
+    "load_dataset": "dataset",
+    "save_dataset": "dataset",
+    "split_dataset": "dataset",
+    "get_embedder": "embedders",
+    "EmbeddingStore": "store",
+    "TrainConfig": "training",
+    "QueryfitError": "errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'queryfit' has no attribute {name!r}")

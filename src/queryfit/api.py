@@ -144,7 +144,7 @@ def train(
     passages, which is how the adapter is used) picks the epoch count and gates shipping: if no
     epoch beats the base model on dev, the identity adapter is saved and the report says so.
     """
-    from .train import TrainConfig, fit_adapter  # torch is needed for training only
+    from .training import TrainConfig, fit_adapter  # torch is needed for training only
 
     config = config or TrainConfig()
     dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import QueryfitError
-from .train.config import TrainConfig
+from .training.config import TrainConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub from the CLI
 
