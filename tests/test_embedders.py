@@ -94,9 +94,10 @@ def test_copied_model_folder_is_named_after_folder(tmp_path: Path) -> None:
 
 def test_unknown_provider_lists_known_ones() -> None:
     with pytest.raises(EmbedderError) as info:
-        get_embedder("openai:text-embedding-3-small")
+        get_embedder("acme:text-embedder-1")
     message = str(info.value)
-    assert "unknown embedding provider 'openai'" in message
+    assert "unknown embedding provider 'acme'" in message
+    assert "openai" in message and "cohere" in message
     assert "sentence-transformers" in message and "st" in message
 
 

@@ -84,6 +84,34 @@ def _sentence_transformers_factory(name: str, options: dict[str, Any]) -> Embedd
 register_provider("sentence-transformers", _sentence_transformers_factory)
 
 
+def _lazy_factory(module: str, cls: str) -> Factory:
+    """A factory that imports its provider module on first use, keeping resolution cheap."""
+
+    def factory(name: str, options: dict[str, Any]) -> Embedder:
+        import importlib
+
+        embedder_cls = getattr(importlib.import_module(f"queryfit.embedders.{module}"), cls)
+        try:
+            return embedder_cls(name, **options)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise EmbedderError(
+                f"{embedder_cls.__name__} does not accept that option ({exc}); see "
+                f"help({embedder_cls.__module__}.{embedder_cls.__name__})"
+            ) from None
+
+    return factory
+
+
+register_provider("openai", _lazy_factory("openai_compatible", "OpenAIEmbedder"))
+register_provider("azure-openai", _lazy_factory("openai_compatible", "AzureOpenAIEmbedder"))
+register_provider("cohere", _lazy_factory("cohere", "CohereEmbedder"))
+register_provider("voyage", _lazy_factory("voyage", "VoyageEmbedder"))
+register_provider("litellm", _lazy_factory("litellm", "LiteLLMEmbedder"))
+_ALIASES.update({"azure": "azure-openai", "voyageai": "voyage"})
+
+
 def _is_embedder(obj: object) -> bool:
     # BaseEmbedder first: the Protocol check reads every attribute, which for lazy embedders
     # (dim) would load the model just to answer isinstance.
@@ -103,15 +131,31 @@ def get_embedder(
 ) -> Embedder:
     """Resolve a spec to an embedder; nothing is loaded until the first embedding.
 
+    Specs: ``sentence-transformers:<name-or-folder>`` (``st:``), ``openai:<model>`` (any
+    OpenAI-compatible endpoint with ``base_url=``), ``azure-openai:<deployment>``,
+    ``cohere:<model>``, ``voyage:<model>``, ``litellm:<model>``. Options such as ``base_url``,
+    ``api_key``, ``dimensions``, ``batch_size``, ``concurrency``, ``timeout`` go to the provider.
+    A LlamaIndex ``BaseEmbedding``, a LangChain ``Embeddings`` or a plain function
+    ``list[str] -> vectors`` is wrapped (``model_id=`` names it where it cannot be read off).
+
     ``None`` means the bundled default. ``"st:"`` is short for ``"sentence-transformers:"``. A
     spec without a provider is tried as a local model folder (or a hub name in the local cache)
     for sentence-transformers. An embedder instance is returned unchanged.
     """
     if spec is not None and not isinstance(spec, str | Path):
         if not _is_embedder(spec):
+            # A LlamaIndex BaseEmbedding, a LangChain Embeddings or a plain function.
+            from queryfit.embedders.frameworks import wrap_object
+
+            wrapped = wrap_object(
+                spec, {"query_prefix": query_prefix, "document_prefix": document_prefix, **options}
+            )
+            if wrapped is not None:
+                return wrapped
             raise EmbedderError(
                 f"cannot use {type(spec).__name__} as an embedder: expected a model spec string "
-                "such as 'sentence-transformers:all-MiniLM-L6-v2' or an Embedder"
+                "such as 'sentence-transformers:all-MiniLM-L6-v2', an Embedder, a LlamaIndex "
+                "BaseEmbedding, a LangChain Embeddings or a function list[str] -> vectors"
             )
         if options:
             raise EmbedderError(

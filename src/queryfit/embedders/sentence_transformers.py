@@ -7,7 +7,9 @@ folder or from the local Hugging Face cache, and anything else is an error that 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,8 +117,50 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_model(path: Path, device: str, model_id: str) -> Any:
-    key = (str(path.resolve()), device)
+#: Backends sentence-transformers can run a model on, and the extra each needs.
+BACKENDS = {"torch": None, "onnx": "onnx", "openvino": "openvino"}
+#: Query/document prefixes of well-known families whose folders may not declare them.
+KNOWN_PROMPTS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"(^|[/_-])(multilingual-)?e5-(small|base|large)", re.I), "query: ", "passage: "),
+    (
+        re.compile(r"(^|[/_-])bge-(small|base|large)-en-v1\.5$", re.I),
+        "Represent this sentence for searching relevant passages: ",
+        "",
+    ),
+    (re.compile(r"(^|[/_-])nomic-embed-text", re.I), "search_query: ", "search_document: "),
+)
+_DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus", "text")
+
+
+def model_prompts(path: Path | None, name: str) -> tuple[str, str] | None:
+    """The (query, document) prefixes a model declares or is known to need, else None.
+
+    Read from the folder's ``config_sentence_transformers.json`` ``prompts`` (e.g. e5, bge, gte
+    models saved by recent sentence-transformers), or from a short list of well-known families.
+    """
+    if path is not None:
+        try:
+            config = json.loads(
+                (path / "config_sentence_transformers.json").read_text(encoding="utf-8")
+            )
+        except (OSError, ValueError):
+            config = {}
+        prompts = config.get("prompts") if isinstance(config, dict) else None
+        if isinstance(prompts, dict) and isinstance(prompts.get("query"), str):
+            document = next(
+                (prompts[k] for k in _DOCUMENT_PROMPT_NAMES if isinstance(prompts.get(k), str)),
+                "",
+            )
+            if prompts["query"] or document:
+                return prompts["query"], document
+    for pattern, query, document in KNOWN_PROMPTS:
+        if pattern.search(name):
+            return query, document
+    return None
+
+
+def _load_model(path: Path, device: str, model_id: str, backend: str = "torch") -> Any:
+    key = (str(path.resolve()), device, backend)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is not None:
@@ -129,9 +173,18 @@ def _load_model(path: Path, device: str, model_id: str) -> Any:
                 f"cannot import sentence-transformers to load {model_id} ({exc}); "
                 f"install it with `{_INSTALL_HINT}`"
             ) from exc
+        extra = {} if backend == "torch" else {"backend": backend}
         try:
             with _quiet_transformers():
-                model = SentenceTransformer(str(path), device=device, local_files_only=True)
+                model = SentenceTransformer(
+                    str(path), device=device, local_files_only=True, **extra
+                )
+        except ImportError as exc:
+            raise EmbedderError(
+                f"the {backend} backend for {model_id} needs extra packages ({exc}); install "
+                f"them with `pip install 'sentence-transformers[{BACKENDS[backend]}]'` or use "
+                "backend='torch'"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - report any load failure with the model named
             raise EmbedderError(
                 f"cannot load model {model_id} from {path}: {type(exc).__name__}: {exc}"
@@ -146,6 +199,11 @@ class SentenceTransformerEmbedder(BaseEmbedder):
     The model is loaded on the first embedding (or the first look at ``dim``), so resolving a spec
     stays cheap. ``model_id`` is a short stable name, not a path, so the store and adapters remain
     valid when the same model sits in another folder on another machine.
+
+    Models that need query/document prompts (e5's ``"query: "``/``"passage: "``, bge's query
+    instruction, or any ``prompts`` declared in the folder's config) get them as prefixes when no
+    prefix is given; ``use_model_prompts=False`` turns that off. ``backend="onnx"`` or
+    ``"openvino"`` runs the model on that sentence-transformers backend (its own store key).
     """
 
     def __init__(
@@ -157,9 +215,17 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         device: str = "cpu",
         batch_size: int = 64,
         normalize: bool = False,
+        backend: str = "torch",
+        use_model_prompts: bool = True,
     ) -> None:
         if batch_size <= 0:
             raise EmbedderError(f"batch_size must be positive, not {batch_size}")
+        if backend not in BACKENDS:
+            raise EmbedderError(
+                f"unknown sentence-transformers backend {backend!r}; choose one of "
+                f"{', '.join(BACKENDS)}"
+            )
+        self.backend = backend
         _require_package()
         raw = str(name_or_path).strip()
         if not raw:
@@ -193,12 +259,16 @@ class SentenceTransformerEmbedder(BaseEmbedder):
             self.path = _find_in_hf_cache(raw)
             self.name = raw
         self.model_id = f"{PROVIDER}:{self.name}"
+        if use_model_prompts and not query_prefix and not document_prefix:
+            prompts = model_prompts(self.path, self.name)
+            if prompts is not None:
+                self.query_prefix, self.document_prefix = prompts
 
     @property
     def model(self) -> Any:
         """The loaded ``SentenceTransformer``; loads it on first use."""
         if self._model is None:
-            self._model = _load_model(self.path, self.device, self.model_id)
+            self._model = _load_model(self.path, self.device, self.model_id, self.backend)
         return self._model
 
     @property
@@ -217,7 +287,8 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         return self._dim
 
     def _key_options(self) -> list[str]:
-        return ["normalize"] if self.normalize else []
+        opts = ["normalize"] if self.normalize else []
+        return opts + ([f"backend={self.backend}"] if self.backend != "torch" else [])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = self.model.encode(
