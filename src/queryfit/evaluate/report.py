@@ -1,0 +1,834 @@
+"""The HTML report: one self-contained file that shows whether the adapter helps, and where.
+
+Sections, top to bottom:
+
+* **Headline**: the verdict sentence on the headline metric, base vs adapted on every metric with
+  paired-bootstrap 95% intervals (table and forest plot), and a plain-words summary.
+* **Plots**: hit@k and recall@k for k = 1..100, base vs adapted; how far the relevant passage
+  moved per query; training and dev loss and the dev metric per epoch; the learning curve when
+  the adapter's ``adapter.json`` records one.
+* **Queries**: every query (or the ones that gained and lost most, on big sets) with the rank of
+  its relevant passage before and after and the opening of the top passages; sortable and
+  searchable.
+* **Run facts**: base model, adapter type and size, data fingerprints, pairs used, training
+  time, model calls made vs texts served from the embedding store.
+
+Headline and plots are plain HTML and inline SVG (see :mod:`queryfit.evaluate.plots`), so they
+render without JavaScript; a few lines of script only sort and filter the query table. Nothing is
+fetched from the network.
+
+The per-query material comes from :class:`QueryDetails`, which :func:`queryfit.api.evaluate`
+builds with :func:`query_details` and attaches to its :class:`~queryfit.api.EvaluationReport`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import QueryfitError
+from .plots import (
+    ACCENT_COLOR,
+    ADAPTED_COLOR,
+    BASE_COLOR,
+    GAIN_COLOR,
+    LOSS_COLOR,
+    NEUTRAL_COLOR,
+    Series,
+    bar_chart,
+    interval_chart,
+    line_chart,
+)
+from .retrieval import ranks_of_relevant
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..dataset import QADataset
+    from ..vectors import RetrievalVectors
+
+CURVE_MAX_K = 100
+TOP_PASSAGES = 3
+OPENING_CHARS = 120
+# Above this many queries the table keeps the ones that gained and lost most (half each).
+MAX_TABLE_ROWS = 1000
+# Rank-change buckets for the distribution plot: (label, low, high) on before - after.
+_MOVE_BUCKETS = (
+    ("down >100", -math.inf, -101),
+    ("down 11-100", -100, -11),
+    ("down 2-10", -10, -2),
+    ("down 1", -1, -1),
+    ("same", 0, 0),
+    ("up 1", 1, 1),
+    ("up 2-10", 2, 10),
+    ("up 11-100", 11, 100),
+    ("up >100", 101, math.inf),
+)
+
+
+class ReportError(QueryfitError):
+    """The report cannot be written (no per-query details, or an unwritable path)."""
+
+
+@dataclass
+class QueryDetails:
+    """Per-query material for the report, aligned with the dataset's query order.
+
+    ``rank_base[i]`` / ``rank_adapted[i]`` is the exact 1-based rank of the best-placed relevant
+    passage of query ``i`` among all passages (0 when the query has no relevant passage in the
+    corpus). ``curves[name][system]`` holds ``name`` (``"hit@k"`` or ``"recall@k"``) for
+    k = 1..len, trec_eval semantics, averaged over all queries like the metrics.
+    """
+
+    query_ids: list[str]
+    queries: list[str]
+    relevant: list[list[str]]
+    rank_base: np.ndarray
+    rank_adapted: np.ndarray
+    top_base: list[list[str]]
+    top_adapted: list[list[str]]
+    passages: dict[str, str]
+    curves: dict[str, dict[str, list[float]]]
+    data_fingerprint: str = ""
+    data_source: str | None = None
+    adapter_config: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (ranks as lists)."""
+        out = dict(self.__dict__)
+        out["rank_base"] = self.rank_base.tolist()
+        out["rank_adapted"] = self.rank_adapted.tolist()
+        return out
+
+
+def opening(text: str, limit: int = OPENING_CHARS) -> str:
+    """The first line of a passage, whitespace collapsed, cut at a word boundary near ``limit``."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    first = " ".join(first.split())
+    if len(first) <= limit:
+        return first
+    cut = first[:limit]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.") + "…"
+
+
+def _curves(ranks: Sequence[np.ndarray], max_k: int) -> dict[str, list[float]]:
+    """hit@k and recall@k for k = 1..max_k from exact ranks of every relevant passage."""
+    n_q = len(ranks)
+    if n_q == 0:
+        return {"hit@k": [0.0] * max_k, "recall@k": [0.0] * max_k}
+    sizes = np.array([r.size for r in ranks], dtype=np.int64)
+    over = max_k + 1  # every rank past max_k lands in one bucket
+    best = np.array([int(r.min()) if r.size else over for r in ranks], dtype=np.int64)
+    hit = np.cumsum(np.bincount(np.minimum(best, over), minlength=over + 1))[1:over] / n_q
+    flat = np.concatenate([r for r in ranks if r.size]) if sizes.any() else np.zeros(0, np.int64)
+    weights = np.repeat(1.0 / np.maximum(sizes, 1), sizes)
+    found = np.bincount(np.minimum(flat, over), weights=weights, minlength=over + 1)
+    recall = np.cumsum(found)[1:over] / n_q
+    return {"hit@k": hit.tolist(), "recall@k": recall.tolist()}
+
+
+def query_details(
+    dataset: QADataset,
+    vectors: RetrievalVectors,
+    adapted_queries: np.ndarray,
+    base_ranked: np.ndarray,
+    adapted_ranked: np.ndarray,
+    *,
+    adapter_config: Mapping[str, Any] | None = None,
+    data_source: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    max_k: int = CURVE_MAX_K,
+    top: int = TOP_PASSAGES,
+) -> QueryDetails:
+    """Collect what the report shows per query, from one evaluation's vectors and rankings.
+
+    Costs one more exact search per system (:func:`ranks_of_relevant`), so a relevant passage's
+    rank is known however deep it sits, not only within the metrics' cut-off.
+    """
+    doc_ids = vectors.doc_ids or list(dataset.corpus)
+    query_ids = vectors.query_ids or list(dataset.queries)
+    rel_rows = [sorted(r) for r in vectors.relevant]
+    ranks_base = ranks_of_relevant(vectors.queries, vectors.docs, rel_rows)
+    ranks_adapted = ranks_of_relevant(adapted_queries, vectors.docs, rel_rows)
+
+    def best(ranks: list[np.ndarray]) -> np.ndarray:
+        return np.array([int(r.min()) if r.size else 0 for r in ranks], dtype=np.int64)
+
+    depth = min(top, base_ranked.shape[1] if base_ranked.ndim == 2 else 0)
+    top_base = [[doc_ids[j] for j in row[:depth] if j >= 0] for row in base_ranked]
+    top_adapted = [[doc_ids[j] for j in row[:depth] if j >= 0] for row in adapted_ranked]
+    relevant = [[doc_ids[j] for j in rows] for rows in rel_rows]
+    named = {d for group in (top_base, top_adapted, relevant) for ids in group for d in ids}
+    base_curves, adapted_curves = _curves(ranks_base, max_k), _curves(ranks_adapted, max_k)
+    return QueryDetails(
+        query_ids=list(query_ids),
+        queries=[dataset.queries[q] for q in query_ids],
+        relevant=relevant,
+        rank_base=best(ranks_base),
+        rank_adapted=best(ranks_adapted),
+        top_base=top_base,
+        top_adapted=top_adapted,
+        passages={d: opening(dataset.corpus[d]) for d in sorted(named)},
+        curves={
+            name: {"base": base_curves[name], "adapted": adapted_curves[name]}
+            for name in ("hit@k", "recall@k")
+        },
+        data_fingerprint=dataset.fingerprint(),
+        data_source=data_source,
+        adapter_config=dict(adapter_config or {}),
+        settings=dict(settings or {}),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _fmt(value: float) -> str:
+    """Metric values as the CLI prints them."""
+    return f"{value:.4f}"
+
+
+def _pts(value: float) -> str:
+    """A difference in points (x100), signed; never "-0.0"."""
+    return f"{round(value * 100, 1) + 0.0:+.1f}"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _tone(diff: Any) -> str:
+    return "gain" if diff.low > 0 else "loss" if diff.high < 0 else "neutral"
+
+
+def _short_id(doc_id: str, keep: int = 14) -> str:
+    return doc_id if len(doc_id) <= keep else doc_id[: keep - 1] + "…"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "not recorded"
+    if value < 60:
+        return f"{value:.1f} s"
+    return f"{int(value // 60)} min {value % 60:.0f} s"
+
+
+def _headline(report: Any, details: QueryDetails | None) -> str:
+    diffs = {d.metric: d for d in report.differences}
+    head = diffs[report.headline]
+    tone = _tone(head)
+    parts = ['<section id="headline" aria-labelledby="headline-title">']
+    parts.append('<h2 id="headline-title">Does the adapter help?</h2>')
+    parts.append(
+        f'<p class="verdict {tone}" id="verdict" data-tone="{tone}">{escape(report.verdict)}</p>'
+    )
+    lede = [
+        f"On <b>{report.queries:,}</b> queries over <b>{report.passages:,}</b> passages, "
+        f"{escape(report.headline)} goes from <b>{_fmt(head.base)}</b> with the base model to "
+        f"<b>{_fmt(head.adapted)}</b> with the adapter"
+    ]
+    if tone == "gain":
+        lede.append(" &mdash; a gain the 95% interval says is real.")
+    elif tone == "loss":
+        lede.append(" &mdash; the adapter makes retrieval <b>worse</b>; do not ship it.")
+    else:
+        lede.append(" &mdash; the 95% interval includes zero, so no difference is established.")
+    if details is not None and details.curves["hit@k"]["base"]:
+        hit = details.curves["hit@k"]
+        k10 = min(10, len(hit["base"])) - 1
+        lede.append(
+            f" The relevant passage comes first for {_pct(hit['adapted'][0])} of queries "
+            f"(base {_pct(hit['base'][0])}) and is in the top {k10 + 1} for "
+            f"{_pct(hit['adapted'][k10])} (base {_pct(hit['base'][k10])})."
+        )
+    parts.append(f'<p class="lede">{"".join(lede)}</p>')
+    if report.adapter.get("type") == "identity":
+        decision = (details.adapter_config.get("decision") if details else None) or ""
+        parts.append(
+            '<p class="banner" id="identity-note"><b>Identity adapter.</b> Training found no '
+            "epoch that beat the base model on its dev split, so it shipped the adapter that "
+            "changes nothing; retrieval is the base model's."
+            + (f" Training's decision: <i>{escape(decision)}</i>." if decision else "")
+            + "</p>"
+        )
+
+    tiles = []
+    for name in dict.fromkeys([report.headline, "hit@1", "hit@10", "mrr@10"]):
+        if name not in diffs:
+            continue
+        d = diffs[name]
+        tiles.append(
+            f'<div class="tile" data-metric="{escape(name)}"><div class="name">{escape(name)}'
+            f'</div><div class="vals"><span class="base">{_fmt(d.base)}</span> &rarr; '
+            f'<span class="adapted">{_fmt(d.adapted)}</span></div>'
+            f'<div class="delta {_tone(d)}-text">{_pts(d.delta)} pts, 95% CI '
+            f"[{_pts(d.low)}, {_pts(d.high)}]</div></div>"
+        )
+    parts.append(f'<div class="tiles">{"".join(tiles)}</div>')
+
+    rows = []
+    for d in report.differences:
+        word = {"gain": "better", "loss": "worse", "neutral": "no clear change"}[_tone(d)]
+        cls = ' class="headline-row"' if d.metric == report.headline else ""
+        rows.append(
+            f'<tr{cls} data-metric="{escape(d.metric)}"><td>{escape(d.metric)}</td>'
+            f'<td class="base">{_fmt(d.base)}</td><td class="adapted">{_fmt(d.adapted)}</td>'
+            f'<td class="delta">{_pts(d.delta)}</td>'
+            f'<td class="ci">[{_pts(d.low)}, {_pts(d.high)}]</td>'
+            f'<td class="p">{d.p_value:.3g}</td>'
+            f'<td class="{_tone(d)}-text">{word}</td></tr>'
+        )
+    table = (
+        '<table class="metrics" id="metrics-table"><thead><tr><th>metric</th><th>base</th>'
+        "<th>adapted</th><th>&Delta; (pts)</th><th>95% CI (pts)</th><th>p</th><th></th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        '<p class="note">&Delta; and intervals are adapted &minus; base in points (x100), from a '
+        "paired bootstrap over queries; a change counts when its interval excludes zero.</p>"
+    )
+    forest = interval_chart(
+        "intervals",
+        [(d.metric, 100 * d.delta, 100 * d.low, 100 * d.high) for d in report.differences],
+        title="Adapted minus base, 95% intervals",
+        x_label="difference (points)",
+        desc="Per metric, the adapted minus base difference with its 95% bootstrap interval.",
+    )
+    parts.append(
+        f'<div class="headline-grid"><div>{table}</div><figure id="fig-intervals">{forest}'
+        "<figcaption>Green: the whole interval is above zero; red: below; grey: it straddles "
+        "zero.</figcaption></figure></div>"
+    )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _figure(fig_id: str, svg: str, caption: str) -> str:
+    return f'<figure id="{fig_id}">{svg}<figcaption>{caption}</figcaption></figure>'
+
+
+def _empty_figure(fig_id: str, text: str) -> str:
+    return f'<figure id="{fig_id}" class="empty"><p>{text}</p></figure>'
+
+
+def _move_counts(details: QueryDetails) -> tuple[np.ndarray, np.ndarray]:
+    judged = details.rank_base > 0
+    moved = details.rank_base[judged] - details.rank_adapted[judged]
+    counts = np.array(
+        [int(((moved >= lo) & (moved <= hi)).sum()) for _, lo, hi in _MOVE_BUCKETS],
+        dtype=np.int64,
+    )
+    return moved, counts
+
+
+def _plots(report: Any, details: QueryDetails | None) -> str:
+    parts = ['<section id="plots" aria-labelledby="plots-title">']
+    parts.append('<h2 id="plots-title">Where it helps</h2>')
+    if details is None:
+        parts.append("<p class='note'>No per-query details were collected for this report.</p>")
+        parts.append("</section>")
+        return "\n".join(parts)
+    figures = []
+    for name, label in (("hit@k", "hit@k"), ("recall@k", "recall@k")):
+        curve = details.curves[name]
+        ks = list(range(1, len(curve["base"]) + 1))
+        svg = line_chart(
+            name.replace("@k", "-curve"),
+            [
+                Series("base", ks, curve["base"], BASE_COLOR, dashed=True, fmt="{:.3f}"),
+                Series("adapted", ks, curve["adapted"], ADAPTED_COLOR, fmt="{:.3f}"),
+            ],
+            title=f"{label}, k = 1..{len(ks)}",
+            x_label="k (passages read, log scale)",
+            y_label=label,
+            x_log=True,
+            y_range=(0.0, 1.0),
+            desc=f"{label} for every cut-off k from 1 to {len(ks)}, base and adapted.",
+        )
+        what = (
+            "queries whose relevant passage is within the top k"
+            if name == "hit@k"
+            else "relevant passages found within the top k, averaged over queries"
+        )
+        figures.append(_figure(f"fig-{name.replace('@k', '')}", svg, f"Share of {what}."))
+
+    moved, counts = _move_counts(details)
+    up, down = int((moved > 0).sum()), int((moved < 0).sum())
+    same = int((moved == 0).sum())
+    colors = [LOSS_COLOR] * 4 + [NEUTRAL_COLOR] + [GAIN_COLOR] * 4
+    svg = bar_chart(
+        "rank-changes",
+        [label for label, _, _ in _MOVE_BUCKETS],
+        counts.tolist(),
+        colors,
+        title="How far the relevant passage moved",
+        x_label="rank change per query (up = closer to the top)",
+        y_label="queries",
+        desc=f"{up} queries moved up, {down} moved down, {same} did not move.",
+    )
+    skipped = int((details.rank_base <= 0).sum())
+    note = f" {skipped} queries without a relevant passage in the corpus are left out." * bool(
+        skipped
+    )
+    figures.append(
+        _figure(
+            "fig-rank-changes",
+            f'<div class="moves" id="moves"><span class="gain-text">&#9650; up <b id="moved-up">'
+            f'{up:,}</b></span><span class="loss-text">&#9660; down <b id="moved-down">{down:,}'
+            f'</b></span><span class="neutral-text">&#9644; same <b id="moved-same">{same:,}'
+            f"</b></span></div>{svg}",
+            "Per query, the rank of its best-placed relevant passage with the base model minus "
+            f"the rank with the adapter, over all passages (not just the top 100).{note}",
+        )
+    )
+    parts.append(f'<div class="grid">{"".join(figures)}</div>')
+
+    parts.append('<h3 id="training-title">Training</h3>')
+    parts.append(f'<div class="grid">{_training_figures(details.adapter_config)}</div>')
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _training_figures(config: Mapping[str, Any]) -> str:
+    history = [h for h in config.get("history") or [] if isinstance(h, Mapping)]
+    out = []
+    epochs = [h.get("epoch", i) for i, h in enumerate(history)]
+    train_loss = [h.get("train_loss") for h in history]
+    dev_loss = [h.get("dev_loss") for h in history]
+    dev_score = [h.get("dev_score") for h in history]
+    best = config.get("best_epoch")
+    marks = [(best, f"chosen: {best}")] if isinstance(best, int) and best > 0 else []
+    if any(v is not None for v in train_loss + dev_loss):
+        series = [Series("train loss", epochs, train_loss, ADAPTED_COLOR, markers=True)]
+        if any(v is not None for v in dev_loss):
+            series.append(Series("dev loss", epochs, dev_loss, ACCENT_COLOR, markers=True))
+        svg = line_chart(
+            "loss",
+            series,
+            title="Loss per epoch",
+            x_label="epoch",
+            y_label="loss",
+            marks=marks,
+            desc="Training loss and dev loss after each epoch.",
+        )
+        out.append(
+            _figure(
+                "fig-loss",
+                svg,
+                "Epoch 0 is the untrained (identity) adapter. A dev loss that turns up while "
+                "the training loss keeps falling is overfitting.",
+            )
+        )
+    else:
+        out.append(
+            _empty_figure(
+                "fig-loss",
+                "No per-epoch history in this adapter's adapter.json, so no loss curve.",
+            )
+        )
+    dev = config.get("dev") or {}
+    metric = dev.get("metric") or (config.get("training") or {}).get("select_metric") or "dev"
+    if any(v is not None for v in dev_score):
+        series = [Series(f"dev {metric}", epochs, dev_score, ADAPTED_COLOR, markers=True)]
+        base = dev.get("base")
+        if base is None:
+            base = next((v for v in dev_score if v is not None), None)
+        if base is not None:
+            series.append(Series("base model", epochs, [base] * len(epochs), BASE_COLOR, True))
+        svg = line_chart(
+            "dev-score",
+            series,
+            title=f"Dev {metric} per epoch",
+            x_label="epoch",
+            y_label=metric,
+            marks=marks,
+            desc=f"The held-out dev {metric} after each epoch, against the base model.",
+        )
+        out.append(
+            _figure(
+                "fig-dev-score",
+                svg,
+                "The dev split chooses the epoch count and gates shipping: the adapter ships "
+                "only if it beats the base model here.",
+            )
+        )
+    elif history:
+        out.append(
+            _empty_figure(
+                "fig-dev-score", "Trained without a dev split, so there is no dev metric to plot."
+            )
+        )
+    curve = _learning_curve(config.get("learning_curve"))
+    if curve is not None:
+        pairs, scores, base, name = curve
+        series = [Series(f"adapted {name}", pairs, scores, ADAPTED_COLOR, markers=True)]
+        if base is not None:
+            series.append(Series("base model", pairs, base, BASE_COLOR, dashed=True))
+        svg = line_chart(
+            "learning-curve",
+            series,
+            title="Learning curve",
+            x_label="training pairs",
+            y_label=name,
+            desc="The adapter's score against the number of training pairs it was given.",
+        )
+        out.append(
+            _figure(
+                "fig-learning-curve",
+                svg,
+                "Still rising at the right edge: more pairs are likely to help.",
+            )
+        )
+    else:
+        out.append(
+            _empty_figure(
+                "fig-learning-curve",
+                "No learning curve recorded for this adapter (score against the number of "
+                "training pairs); it appears here when adapter.json holds one.",
+            )
+        )
+    return "".join(out)
+
+
+def _learning_curve(
+    raw: Any,
+) -> tuple[list[float], list[float | None], list[float | None] | None, str] | None:
+    """Read ``learning_curve`` from adapter.json: a list of points, or ``{"points": [...]}``.
+
+    Each point names its size (``pairs``, ``train_queries``, ``queries`` or ``n``) and its
+    score (``score``, ``adapted``, ``dev_score`` or ``test_score``), optionally ``base``.
+    """
+    metric = "score"
+    if isinstance(raw, Mapping):
+        metric = str(raw.get("metric") or metric)
+        raw = raw.get("points")
+    if not isinstance(raw, list) or not raw:
+        return None
+    pairs, scores, base = [], [], []
+    for point in raw:
+        if not isinstance(point, Mapping):
+            return None
+        size = next(
+            (point[k] for k in ("pairs", "train_queries", "queries", "n") if k in point), None
+        )
+        score = next(
+            (point[k] for k in ("score", "adapted", "dev_score", "test_score") if k in point), None
+        )
+        if size is None:
+            return None
+        pairs.append(float(size))
+        scores.append(None if score is None else float(score))
+        base.append(None if point.get("base") is None else float(point["base"]))
+        metric = str(point.get("metric") or metric)
+    if all(s is None for s in scores):
+        return None
+    return pairs, scores, base if any(b is not None for b in base) else None, metric
+
+
+def _query_table(details: QueryDetails | None) -> str:
+    parts = ['<section id="queries" aria-labelledby="queries-title">']
+    parts.append('<h2 id="queries-title">Queries that gained and lost most</h2>')
+    if details is None:
+        parts.append("<p class='note'>No per-query details were collected.</p></section>")
+        return "\n".join(parts)
+    judged = np.flatnonzero(details.rank_base > 0)
+    before = details.rank_base[judged].astype(np.float64)
+    after = details.rank_adapted[judged].astype(np.float64)
+    gain = 1.0 / after - 1.0 / before  # change in reciprocal rank: what MRR sees
+    # Most helped first; among equal reciprocal-rank changes, the larger move first.
+    order = np.lexsort((-(before - after), -gain))
+    total = order.size
+    if total > MAX_TABLE_ROWS:
+        half = MAX_TABLE_ROWS // 2
+        order = np.concatenate([order[:half], order[-half:]])
+        parts.append(
+            f'<p class="note">{total:,} queries; showing the {half:,} that gained most and the '
+            f"{half:,} that lost most.</p>"
+        )
+    parts.append(
+        '<div class="controls" id="query-controls" hidden>'
+        '<input type="search" id="query-search" placeholder="Search queries and passages…" '
+        'aria-label="Search queries and passages">'
+        '<button type="button" data-filter="all" aria-pressed="true">all</button>'
+        '<button type="button" data-filter="gain" aria-pressed="false">moved up</button>'
+        '<button type="button" data-filter="loss" aria-pressed="false">moved down</button>'
+        '<button type="button" data-filter="same" aria-pressed="false">unchanged</button>'
+        '<span class="note" id="query-count"></span></div>'
+        '<p class="note">Ordered by how much the adapter helped (change in 1/rank of the '
+        "relevant passage), biggest gains first. Click a column header to sort. "
+        "&#10003; marks a relevant passage.</p>"
+    )
+    head = (
+        "<thead><tr>"
+        '<th data-type="text" scope="col">query</th>'
+        '<th data-type="number" scope="col" title="rank of the relevant passage, base model">'
+        "before</th>"
+        '<th data-type="number" scope="col" title="rank of the relevant passage, adapted">'
+        "after</th>"
+        '<th data-type="number" scope="col" title="before minus after: positive moved up">'
+        "moved</th>"
+        f'<th scope="col">top {TOP_PASSAGES}, base</th>'
+        f'<th scope="col">top {TOP_PASSAGES}, adapted</th>'
+        "</tr></thead>"
+    )
+    rows = []
+    for pos in order:
+        i = int(judged[pos])
+        b, a = int(details.rank_base[i]), int(details.rank_adapted[i])
+        change = b - a
+        kind = "gain" if change > 0 else "loss" if change < 0 else "same"
+        relevant = set(details.relevant[i])
+        rel_text = "".join(
+            f'<div class="relq">relevant <span class="pid" title="{escape(d)}">'
+            f"{escape(_short_id(d))}</span>: {escape(details.passages.get(d, ''))}</div>"
+            for d in details.relevant[i][:2]
+        )
+        arrow = "&#9650;" if change > 0 else "&#9660;" if change < 0 else "&ndash;"
+        rows.append(
+            f'<tr class="{kind}" data-change="{kind}" '
+            f'data-query-id="{escape(details.query_ids[i])}">'
+            f'<td class="q" data-sort="{escape(details.queries[i])}">{escape(details.queries[i])}'
+            f'<div class="qid">{escape(details.query_ids[i])}</div>{rel_text}</td>'
+            f'<td class="num before" data-sort="{b}">{b:,}</td>'
+            f'<td class="num after" data-sort="{a}">{a:,}</td>'
+            f'<td class="num moved" data-sort="{change}">{arrow} {abs(change):,}</td>'
+            f"<td>{_tops(details.top_base[i], relevant, details.passages)}</td>"
+            f"<td>{_tops(details.top_adapted[i], relevant, details.passages)}</td></tr>"
+        )
+    parts.append(
+        '<div class="table-wrap"><table class="queries" id="query-table">'
+        f"{head}<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _tops(ids: Sequence[str], relevant: set[str], passages: Mapping[str, str]) -> str:
+    items = []
+    for d in ids:
+        mark = "&#10003; " if d in relevant else ""
+        cls = ' class="rel"' if d in relevant else ""
+        items.append(
+            f'<li{cls}>{mark}<span class="pid" title="{escape(d)}">{escape(_short_id(d))}</span> '
+            f"{escape(passages.get(d, ''))}</li>"
+        )
+    return f'<ol class="tops">{"".join(items)}</ol>'
+
+
+def _facts(report: Any, details: QueryDetails | None) -> str:
+    config = details.adapter_config if details else {}
+    settings = details.settings if details else {}
+    training = config.get("training") or {}
+    data = config.get("data") or {}
+    split = config.get("split") or {}
+    embedding = config.get("embedding") or {}
+    dev = config.get("dev") or {}
+    rows: list[tuple[str, str]] = []
+    rows.append(("base model", f"<code>{escape(str(report.model_id))}</code>"))
+    adapter = report.adapter
+    shape = f"{adapter.get('type')}, {int(adapter.get('parameters') or 0):,} parameters"
+    if training:
+        bits = [
+            f"{k} {training[k]}"
+            for k in ("loss", "lr", "scale", "identity_penalty", "batch_size")
+            if k in training
+        ]
+        if bits:
+            shape += f" <span class='note'>({escape(', '.join(bits))})</span>"
+    rows.append(("adapter", f"{shape}; {adapter.get('dim')}-dimensional queries"))
+    if details is not None:
+        source = escape(details.data_source) if details.data_source else "in-memory dataset"
+        rows.append(
+            (
+                "evaluated on",
+                f"{source}: {report.queries:,} queries, {report.passages:,} passages; "
+                f"fingerprint <code>{escape(details.data_fingerprint)}</code>",
+            )
+        )
+    if data:
+        pairs = (
+            f"{int(data.get('queries') or 0):,} pairs over "
+            f"{int(data.get('passages') or 0):,} passages"
+        )
+        if split:
+            pairs += (
+                f" ({int(split.get('train_queries') or 0):,} to train, "
+                f"{int(split.get('dev_queries') or 0):,} to choose epochs and gate)"
+            )
+        elif training.get("dev_fraction"):
+            pairs += f" ({100 * float(training['dev_fraction']):.0f}% held out as dev)"
+        rows.append(
+            ("trained on", f"{escape(str(data.get('source') or 'in-memory dataset'))}: {pairs}")
+        )
+        if data.get("fingerprint"):
+            same = (
+                " <b class='loss-text'>(same data as the evaluation: these numbers are not "
+                "held-out)</b>"
+                if details is not None and data.get("fingerprint") == details.data_fingerprint
+                else ""
+            )
+            rows.append(
+                (
+                    "training data fingerprint",
+                    f"<code>{escape(str(data['fingerprint']))}</code>{same}",
+                )
+            )
+    if config:
+        took = _seconds(config.get("train_seconds"))
+        best = config.get("best_epoch")
+        rows.append(
+            (
+                "training",
+                f"{took}"
+                + (f"; chose epoch {best}" if best is not None else "")
+                + (f" of at most {training['max_epochs']}" if training.get("max_epochs") else ""),
+            )
+        )
+        if config.get("decision"):
+            rows.append(("decision", escape(str(config["decision"]))))
+        if dev.get("base") is not None and dev.get("adapted") is not None:
+            rows.append(
+                (
+                    "dev gate",
+                    f"{escape(str(dev.get('metric')))} {float(dev['base']):.4f} (base) &rarr; "
+                    f"{float(dev['adapted']):.4f} (best epoch)",
+                )
+            )
+    calls = (
+        f"evaluation: {_count(report.model_calls, 'model call')}, "
+        f"{_count(report.texts_from_store, 'text')} served from the store"
+    )
+    if embedding:
+        calls += (
+            f"; training: {_count(int(embedding.get('model_calls') or 0), 'model call')}, "
+            f"{_count(int(embedding.get('texts_from_store') or 0), 'text')} served from the store"
+        )
+    rows.append(("model calls", calls))
+    if settings:
+        rows.append(
+            (
+                "statistics",
+                f"paired bootstrap, {int(settings.get('n_resamples') or 0):,} resamples, "
+                f"seed {settings.get('seed')}; headline metric {escape(report.headline)}",
+            )
+        )
+    body = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in rows)
+    return (
+        '<section id="facts" aria-labelledby="facts-title"><h2 id="facts-title">Run facts</h2>'
+        f'<dl class="facts" id="facts-list">{body}</dl></section>'
+    )
+
+
+def _json_for_script(data: Any) -> str:
+    text = json.dumps(data, default=_json_default, ensure_ascii=False)
+    # Nothing inside may close the <script> element or open a comment.
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def render_report(report: Any, *, title: str | None = None, path: str | Path | None = None) -> str:
+    """The report for an :class:`~queryfit.api.EvaluationReport` as one HTML document.
+
+    ``path`` is where it will be written; the embedded evaluation JSON records it.
+    """
+    from .. import __version__
+
+    details: QueryDetails | None = getattr(report, "details", None)
+    source = details.data_source if details and details.data_source else None
+    name = Path(source).name if source else f"{report.queries} queries"
+    adapter_type = report.adapter.get("type")
+    title = title or f"queryfit report: {report.model_id} + {adapter_type} adapter on {name}"
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = (
+        '<header class="top"><h1>queryfit report</h1>'
+        f"<p>{escape(str(report.model_id))} with a {escape(str(report.adapter.get('type')))} "
+        f"query adapter, evaluated on {escape(name)} &middot; {now}</p>"
+        '<nav class="sections" aria-label="sections"><a href="#headline">headline</a>'
+        '<a href="#plots">plots</a><a href="#training-title">training</a>'
+        '<a href="#queries">queries</a><a href="#facts">run facts</a></nav></header>'
+    )
+    body = "\n".join(
+        [
+            header,
+            "<main>",
+            _headline(report, details),
+            _plots(report, details),
+            _query_table(details),
+            _facts(report, details),
+            f"<footer>Written by queryfit {escape(__version__)} on {now}. One file, no network "
+            "needed; the evaluation's numbers are embedded as JSON in "
+            "<code>#queryfit-evaluation</code>.</footer>",
+            "</main>",
+        ]
+    )
+    template = Template(
+        resources.files("queryfit.evaluate").joinpath("templates/report.html").read_text("utf-8")
+    )
+    return template.substitute(
+        title=escape(title),
+        version=escape(__version__),
+        body=body,
+        data_json=_json_for_script(
+            report.to_dict() | ({"report_path": str(path)} if path is not None else {})
+        ),
+    )
+
+
+def check_report_path(path: str | Path) -> Path:
+    """Refuse a report path that cannot work (a folder, not ``.html``) before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise ReportError(f"cannot write the report to {path}: it is a folder; give a file name")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ReportError(
+            f"report path {path} should end in .html so a browser opens it, e.g. report.html"
+        )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ReportError(f"cannot write the report to {path}: {path.parent} is a file")
+    return path
+
+
+def write_report(report: Any, path: str | Path, *, title: str | None = None) -> Path:
+    """Write the HTML report for ``report`` to ``path`` (atomically) and return the path.
+
+    ``report`` is an :class:`~queryfit.api.EvaluationReport` from :func:`queryfit.api.evaluate`,
+    which collects the per-query details the plots and the query table need.
+    """
+    path = check_report_path(path)
+    html = render_report(report, title=title, path=path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=parent, suffix=".tmp", delete=False, encoding="utf-8"
+        ) as tmp:
+            tmp.write(html)
+        os.chmod(tmp.name, 0o644)  # a report is for reading; temp files start private
+        os.replace(tmp.name, path)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
+    return path

@@ -1,0 +1,465 @@
+"""The HTML report: built from a small real run (bundled MiniLM, pydoc questions), checked for
+agreement with the evaluation, rendered offline, and loaded in headless Chromium.
+
+The browser tests drive Debian's ``chromium`` through its ``chromedriver`` (installed by
+``.ci/run``); nothing is downloaded. They skip, saying why, only when those are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from queryfit import api
+from queryfit.cli import app
+from queryfit.dataset import QADataset, save_dataset, split_dataset
+from queryfit.evaluate import plots
+from queryfit.evaluate import report as report_module
+from queryfit.evaluate.report import ReportError, opening, render_report, write_report
+from queryfit.store import EmbeddingStore
+from queryfit.training import TrainConfig
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PLOTS = {"intervals", "hit-curve", "recall-curve", "rank-changes", "loss", "dev-score"}
+
+
+def small_dataset() -> QADataset:
+    """The pydoc demo cut to its first 70 passages and their questions: quick to embed."""
+    from queryfit.demo import demo_dataset
+
+    data = demo_dataset()
+    passages = list(data.corpus)[:70]
+    keep = set(passages)
+    queries = [q for q in data.queries if set(data.relevant_docs[q]) <= keep]
+    return data.subset(queries, passages)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Train on part of the small set, evaluate on the rest, write the report: a real run."""
+    path = tmp_path_factory.mktemp("report")
+    data = small_dataset()
+    train, test = split_dataset(data, dev_fraction=0.35, seed=1)
+    save_dataset(train, path / "train.json")
+    save_dataset(test, path / "test.json")
+    store = EmbeddingStore(path / "store.sqlite")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "little data" is expected here
+        trained = api.train(
+            path / "train.json",
+            out=path / "adapter",
+            store=store,
+            progress=False,
+            config=TrainConfig(max_epochs=12, patience=4, lr=1e-3),  # moves ranks both ways
+        )
+    evaluation = api.evaluate(
+        path / "test.json",
+        path / "adapter",
+        store=store,
+        progress=False,
+        n_resamples=2000,
+        report=path / "report.html",
+    )
+    store.close()
+    return SimpleNamespace(
+        path=path,
+        data=data,
+        trained=trained,
+        evaluation=evaluation,
+        # What `queryfit evaluate --json` prints, read back as a user's script would.
+        json=json.loads(json.dumps(evaluation.to_dict(), default=str)),
+        html=Path(evaluation.report_path).read_text(encoding="utf-8"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The numbers behind the report
+
+
+def test_curves_agree_with_the_metrics(run):
+    ev = run.evaluation
+    curves = ev.details.curves
+    for system, summary in (("base", ev.base), ("adapted", ev.adapted)):
+        hit, recall = curves["hit@k"][system], curves["recall@k"][system]
+        assert len(hit) == len(recall) == 100
+        assert np.all(np.diff(hit) >= 0) and np.all(np.diff(recall) >= 0) and hit[-1] <= 1
+        for k in (1, 5, 10):
+            assert hit[k - 1] == pytest.approx(summary[f"hit@{k}"])
+        assert recall[9] == pytest.approx(summary["recall@10"])
+
+
+def test_ranks_agree_with_the_per_query_metrics(run):
+    ev = run.evaluation
+    d = ev.details
+    assert len(d.rank_base) == len(d.queries) == ev.queries
+    for system, ranks in (("base", d.rank_base), ("adapted", d.rank_adapted)):
+        assert (ranks >= 1).all()
+        per_query = ev.per_query[system]
+        np.testing.assert_array_equal(per_query["hit@10"], (ranks <= 10).astype(float))
+        np.testing.assert_allclose(per_query["mrr@10"], np.where(ranks <= 10, 1.0 / ranks, 0.0))
+    # The top passages are the ones ranked first, and a rank-1 query lists its passage first.
+    for i in np.flatnonzero(d.rank_adapted == 1):
+        assert d.top_adapted[i][0] in d.relevant[i]
+    assert all(len(top) == 3 for top in d.top_base)
+    assert set(d.passages) >= {p for top in d.top_base for p in top}
+
+
+def test_adapter_json_carries_the_run_facts(run):
+    meta = json.loads((run.path / "adapter" / "adapter.json").read_text())
+    assert meta["split"]["train_queries"] + meta["split"]["dev_queries"] == meta["data"]["queries"]
+    assert meta["embedding"]["model_calls"] > 0  # the first run embedded the texts
+    facts = re.search(r'<dl class="facts".*?</dl>', run.html, re.S).group(0)
+    for text in (
+        "sentence-transformers:all-MiniLM-L6-v2",
+        meta["data"]["fingerprint"],
+        run.evaluation.details.data_fingerprint,
+        f"{meta['data']['queries']:,} pairs",
+        f"{meta['split']['train_queries']:,} to train",
+        f"{meta['parameters']:,} parameters",
+        f"{run.evaluation.model_calls:,} model call",
+        f"{run.evaluation.texts_from_store:,} texts",
+        "2,000 resamples",
+    ):
+        assert text in facts, text
+
+
+def test_report_is_one_offline_file(run):
+    html = run.html
+    assert html.startswith("<!DOCTYPE html>")
+    # Nothing to fetch: no external scripts, styles, fonts or images.
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+    names = set(re.findall(r'<svg class="plot" data-plot="([^"]+)"', html))
+    assert names >= PLOTS
+    assert run.evaluation.verdict in html
+    embedded = re.search(
+        r'<script type="application/json" id="queryfit-evaluation">(.*?)</script>', html, re.S
+    ).group(1)
+    assert json.loads(embedded) == run.json
+    assert os.stat(run.evaluation.report_path).st_mode & 0o044  # others may read it
+
+
+def test_learning_curve_and_missing_history(run):
+    ev = run.evaluation
+    config = dict(ev.details.adapter_config)
+    config["learning_curve"] = [
+        {"pairs": 25, "score": 0.41, "base": 0.40},
+        {"pairs": 50, "score": 0.44, "base": 0.40},
+        {"pairs": 100, "score": 0.46, "base": 0.40},
+    ]
+    with_curve = dataclasses.replace(
+        ev, details=dataclasses.replace(ev.details, adapter_config=config)
+    )
+    assert 'data-plot="learning-curve"' in render_report(with_curve)
+    assert 'data-plot="learning-curve"' not in run.html
+    assert "No learning curve recorded" in run.html
+
+    bare = dataclasses.replace(ev, details=dataclasses.replace(ev.details, adapter_config={}))
+    html = render_report(bare)
+    assert "No per-epoch history" in html and 'data-plot="hit-curve"' in html
+
+
+def test_identity_adapter_is_called_out(run):
+    ev = run.evaluation
+    identity = dataclasses.replace(ev, adapter={**ev.adapter, "type": "identity"})
+    assert 'id="identity-note"' in render_report(identity)
+
+
+def test_big_query_sets_keep_the_biggest_movers(run, monkeypatch):
+    monkeypatch.setattr(report_module, "MAX_TABLE_ROWS", 10)
+    html = render_report(run.evaluation)
+    table = re.search(r'<table class="queries".*?</table>', html, re.S).group(0)
+    assert table.count("<tr class=") == 10
+    assert "that gained most" in html
+
+
+def test_bad_report_paths_fail_before_any_work(run, tmp_path):
+    with pytest.raises(ReportError, match="folder"):
+        write_report(run.evaluation, tmp_path)
+    with pytest.raises(ReportError, match=r"\.html"):
+        api.evaluate(run.path / "test.json", run.path / "missing-adapter", report="out.txt")
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_opening_is_the_first_line_cut_at_a_word():
+    assert opening("  first   line \nsecond") == "first line"
+    long = "word " * 100
+    cut = opening(long, 40)
+    assert cut.endswith("…") and len(cut) <= 41 and "wor…" not in cut
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_report_and_evaluate_flag(run, tmp_path):
+    runner = CliRunner()
+    store = str(run.path / "store.sqlite")
+    common = ["--data", str(run.path / "test.json"), "--adapter", str(run.path / "adapter")]
+    result = runner.invoke(
+        app, ["report", *common, "--out", str(tmp_path / "r.html"), "--store", store, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["report_path"] == str(tmp_path / "r.html")
+    assert printed["model_calls"] == 0  # the store served every text
+    assert printed["verdict"] == run.evaluation.verdict
+    assert 'data-plot="hit-curve"' in (tmp_path / "r.html").read_text()
+
+    result = runner.invoke(
+        app, ["evaluate", *common, "--store", store, "-q", "--report", str(tmp_path / "e.html")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"report written to {tmp_path / 'e.html'}" in result.stdout
+    assert (tmp_path / "e.html").is_file()
+
+    result = runner.invoke(app, ["evaluate", *common, "--store", store, "--report", "x.txt"])
+    assert result.exit_code == 2
+    assert "should end in .html" in result.output
+
+
+def test_demo_ends_by_writing_the_report(run, tmp_path, monkeypatch):
+    import queryfit.demo
+
+    monkeypatch.setattr(queryfit.demo, "demo_dataset", lambda seed=0: run.data)
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--out", str(tmp_path / "demo"), "--store", str(run.path / "store.sqlite")],
+    )
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("report: ") and "report.html" in last
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert 'data-plot="rank-changes"' in html and "test.json" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# The SVG helpers
+
+
+def test_nice_ticks_cover_the_range():
+    assert plots.nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    ticks = plots.nice_ticks(2.83, 3.81)
+    assert ticks[0] <= 2.83 and ticks[-1] >= 3.81 and len(ticks) <= 8
+    assert plots.nice_ticks(5, 5)[0] < 5 < plots.nice_ticks(5, 5)[-1]
+
+
+def test_line_chart_leaves_gaps_and_bar_chart_draws_every_bar():
+    svg = plots.line_chart(
+        "t",
+        [plots.Series("a", [0, 1, 2, 3, 4], [1.0, 2.0, None, 3.0, 4.0], "#000")],
+        title="T",
+        x_label="x",
+        y_label="y",
+    )
+    assert svg.count("<path ") == 2 and svg.count('class="point"') == 4
+    bars = plots.bar_chart(
+        "b",
+        ["down 1", "same", "up 1"],
+        [3, 0, 5],
+        ["#a", "#b", "#c"],
+        title="B",
+        x_label="x",
+        y_label="n",
+    )
+    assert bars.count('class="bar"') == 3 and 'data-value="5"' in bars
+
+
+# ---------------------------------------------------------------------------------------------
+# In a real browser
+
+
+def _chromium_missing() -> str | None:
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        return (
+            f"{CHROMIUM} and {CHROMEDRIVER} are needed (Debian packages chromium and "
+            "chromium-driver; .ci/run installs them)"
+        )
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    return None
+
+
+def _driver(profile: Path, javascript: bool = True):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--window-size=1280,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
+    # An explicit driver path: Selenium Manager never runs, so nothing is downloaded.
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    reason = _chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    driver = _driver(tmp_path / "profile")
+    yield driver
+    driver.quit()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def _column(driver, cls: str) -> list[int]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#query-table tbody tr'))"
+        ".filter(r => !r.hidden)"
+        f".map(r => parseInt(r.querySelector('td.{cls}').getAttribute('data-sort'), 10));"
+    )
+
+
+def test_report_in_chromium(run, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(Path(run.evaluation.report_path).resolve().as_uri())
+    ev = run.json
+
+    # Headline: the verdict sentence and every metric's numbers, as the evaluation JSON says.
+    assert browser.find_element(By.ID, "verdict").text == ev["verdict"]
+    for diff in ev["differences"]:
+        row = browser.find_element(
+            By.CSS_SELECTOR, f'#metrics-table tr[data-metric="{diff["metric"]}"]'
+        )
+        cells = {
+            c: row.find_element(By.CLASS_NAME, c).text for c in ("base", "adapted", "delta", "ci")
+        }
+        assert cells["base"] == f"{ev['base'][diff['metric']]:.4f}"
+        assert cells["adapted"] == f"{ev['adapted'][diff['metric']]:.4f}"
+        assert float(cells["delta"]) == pytest.approx(100 * diff["delta"], abs=0.051)
+        low, high = (float(x) for x in cells["ci"].strip("[]").split(","))
+        assert low == pytest.approx(100 * diff["low"], abs=0.051)
+        assert high == pytest.approx(100 * diff["high"], abs=0.051)
+    tile = browser.find_element(By.CSS_SELECTOR, f'.tile[data-metric="{ev["headline"]}"]')
+    assert (
+        tile.find_element(By.CLASS_NAME, "adapted").text == f"{ev['adapted'][ev['headline']]:.4f}"
+    )
+    embedded = browser.execute_script(
+        "return JSON.parse(document.getElementById('queryfit-evaluation').textContent)"
+    )
+    assert embedded["verdict"] == ev["verdict"] and embedded["base"] == ev["base"]
+
+    # Every plot is there, laid out with a real size, and draws something.
+    sizes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg.plot')).map(s => {"
+        "  const r = s.getBoundingClientRect();"
+        "  const marks = Array.from(s.querySelectorAll('path, rect, circle')).filter(e => {"
+        "    const b = e.getBBox(); return b.width > 0 || b.height > 0; });"
+        "  return [s.dataset.plot, r.width, r.height, marks.length]; })"
+    )
+    drawn = {name: (w, h, marks) for name, w, h, marks in sizes}
+    assert set(drawn) >= PLOTS
+    for name, (w, h, marks) in drawn.items():
+        assert w > 200 and h > 100 and marks > 0, (name, w, h, marks)
+    bars = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg[data-plot=rank-changes] rect.bar'))"
+        ".map(r => parseFloat(r.dataset.value))"
+    )
+    moved = [
+        int(browser.find_element(By.ID, i).text.replace(",", ""))
+        for i in ("moved-up", "moved-down", "moved-same")
+    ]
+    assert sum(bars) == sum(moved) == ev["queries"]
+
+    # The query table: every query, sortable by clicking, searchable, filterable.
+    rows = browser.find_elements(By.CSS_SELECTOR, "#query-table tbody tr")
+    assert len(rows) == ev["queries"]
+    header = browser.find_element(By.CSS_SELECTOR, "#query-table th:nth-child(2)")  # "before"
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+    before = _column(browser, "before")
+    assert before == sorted(before, reverse=True) and len(set(before)) > 1
+    header.click()
+    assert _column(browser, "before") == sorted(before)
+    browser.find_element(By.CSS_SELECTOR, "#query-table th:nth-child(4)").click()  # "moved"
+    moved_col = _column(browser, "moved")
+    assert moved_col == sorted(moved_col, reverse=True)
+    query_header = browser.find_element(By.CSS_SELECTOR, "#query-table th:nth-child(1)")
+    query_header.click()
+    texts = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#query-table tbody tr'))"
+        ".map(r => r.cells[0].getAttribute('data-sort').trim().toLowerCase())"
+    )
+    assert texts == sorted(texts)
+
+    word = run.evaluation.details.queries[0].split()[0]
+    browser.find_element(By.ID, "query-search").send_keys(word)
+    visible = [
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, "#query-table tbody tr")
+        if r.is_displayed()
+    ]
+    assert 0 < len(visible) <= ev["queries"]
+    assert all(word.lower() in r.text.lower() for r in visible)
+    assert browser.find_element(By.ID, "query-count").text.startswith(f"{len(visible)} of ")
+    browser.find_element(By.ID, "query-search").clear()
+    browser.execute_script(
+        "document.getElementById('query-search').dispatchEvent(new Event('input'))"
+    )
+    browser.find_element(By.CSS_SELECTOR, 'button[data-filter="loss"]').click()
+    changes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#query-table tbody tr'))"
+        ".filter(r => !r.hidden).map(r => r.dataset.change)"
+    )
+    assert set(changes) <= {"loss"} and len(changes) == moved[1]
+
+    # A full-page screenshot, for a person to look at.
+    browser.find_element(By.CSS_SELECTOR, 'button[data-filter="all"]').click()
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, height)
+    shot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 20_000
+
+
+def test_headline_and_plots_render_without_javascript(run, tmp_path):
+    reason = _chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    from selenium.webdriver.common.by import By
+
+    driver = _driver(tmp_path / "profile", javascript=False)
+    try:
+        driver.get(Path(run.evaluation.report_path).resolve().as_uri())
+        assert driver.find_element(By.ID, "verdict").text == run.evaluation.verdict
+        # Script is off: the search box stays hidden, yet every plot and every row is shown.
+        assert not driver.find_element(By.ID, "query-controls").is_displayed()
+        svgs = driver.find_elements(By.CSS_SELECTOR, "svg.plot")
+        assert {s.get_attribute("data-plot") for s in svgs} >= PLOTS
+        assert all(s.size["width"] > 200 and s.size["height"] > 100 for s in svgs)
+        rows = driver.find_elements(By.CSS_SELECTOR, "#query-table tbody tr")
+        assert len(rows) == run.evaluation.queries
+    finally:
+        driver.quit()
