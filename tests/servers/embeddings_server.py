@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -52,6 +53,7 @@ class ServerState:
     dim: int = DEFAULT_DIM
     retry_after: str | None = "0"
     slow_seconds: float = 2.0
+    latency: float = 0.0  # seconds added to every request, to model a network round trip
     max_inputs: int | None = None  # reject bigger requests with 400, like a real provider
     required_key: str | None = None  # expected bearer / api-key value, if any
     actions: deque = field(default_factory=deque)
@@ -67,6 +69,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm and the
+        # client's delayed ACK add ~40 ms to every keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -117,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b'{"data": [{"embedding": [0.1, ')
         if action == "slow":
             time.sleep(state.slow_seconds)
+        if state.latency:
+            time.sleep(state.latency)
         if not isinstance(body, dict):
             return self._send(400, {"error": {"message": "body is not JSON"}})
 
