@@ -1,5 +1,49 @@
-"""From passages to (question, passage) pairs."""
+"""From passages to (question, passage) pairs.
+
+* :func:`generate` / :func:`generate_pairs`: documents or passages in, a filtered
+  :class:`~queryfit.dataset.QADataset` out, resumable through a journal.
+* :func:`get_generator`: ``openai:<model>`` (any OpenAI-compatible endpoint), ``ollama:<model>``,
+  ``smollm2`` (offline, small) or ``heuristic`` (no model).
+* :class:`ChatClient`: the OpenAI-compatible chat client (timeouts, retries, ``Retry-After``).
+* :class:`Prompt`, :func:`parse_questions`, :class:`FilterConfig`: the prompt, the answer parser
+  and the quality filters.
+* :func:`inverse_cloze_dataset`: the pseudo-question generator of the offline demo.
+"""
 
 from .cloze import inverse_cloze_dataset, split_sentences
+from .filters import FilterConfig, FilterReport
+from .generators import (
+    ChatGenerator,
+    HeuristicGenerator,
+    QuestionGenerator,
+    SmolLM2Generator,
+    get_generator,
+    smollm2_available,
+)
+from .journal import Journal
+from .llm import ChatClient, RequestFailed
+from .pipeline import GenerateReport, GenerationStats, generate, generate_pairs
+from .prompt import DEFAULT_TEMPLATE, Prompt, parse_questions
 
-__all__ = ["inverse_cloze_dataset", "split_sentences"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "ChatClient",
+    "ChatGenerator",
+    "FilterConfig",
+    "FilterReport",
+    "GenerateReport",
+    "GenerationStats",
+    "HeuristicGenerator",
+    "Journal",
+    "Prompt",
+    "QuestionGenerator",
+    "RequestFailed",
+    "SmolLM2Generator",
+    "generate",
+    "generate_pairs",
+    "get_generator",
+    "inverse_cloze_dataset",
+    "parse_questions",
+    "smollm2_available",
+    "split_sentences",
+]

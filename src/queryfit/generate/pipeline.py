@@ -1,0 +1,537 @@
+"""Documents in, (question, passage) pairs out: read, chunk, generate, filter, save.
+
+:func:`generate_pairs` runs a question generator over passages, ``concurrency`` at a time,
+recording each finished passage in a :class:`~queryfit.generate.journal.Journal` as it finishes,
+so an interrupted run (Ctrl-C, a crash, ``kill -9``) continues where it stopped when run again.
+Then the quality filters run over all raw questions and a :class:`QADataset` is assembled in
+passage order, so the result does not depend on concurrency or on how often the run was resumed.
+
+:func:`generate` is the whole stage from a folder of documents, as ``queryfit generate`` runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from queryfit.dataset import QADataset, save_dataset
+from queryfit.documents import (
+    LoadResult,
+    Passage,
+    chunk_documents,
+    load_documents,
+    token_counter_for,
+)
+from queryfit.errors import GenerationError
+from queryfit.generate.filters import (
+    FilterConfig,
+    FilterReport,
+    apply_text_filters,
+    consistency_mask,
+)
+from queryfit.generate.generators import QuestionGenerator, get_generator
+from queryfit.generate.journal import Journal, setting_hash
+from queryfit.generate.llm import RequestFailed
+
+#: Stop early when this many passages in a row failed before any succeeded: the endpoint or the
+#: model is wrong, and trying every passage would only waste time (and money).
+FAIL_FAST_AFTER = 8
+
+
+@dataclass
+class GenerationStats:
+    """What the generation step did in this run."""
+
+    passages: int = 0  # passages asked about in total
+    from_journal: int = 0  # already finished by an earlier run
+    generated: int = 0  # finished in this run
+    failed: int = 0  # gave up after retries (rerun to try them again)
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> passages
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    waited_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__) | {"seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class GenerateReport:
+    """Everything ``generate`` did: inputs read, questions made and kept, where they went."""
+
+    dataset: QADataset
+    generator: str
+    out: Path | None
+    journal: Path | None
+    passages: list[Passage]
+    stats: GenerationStats
+    filters: FilterReport
+    documents: dict[str, Any] | None = None  # from LoadResult.to_dict()
+    chunking: dict[str, Any] | None = None
+
+    @property
+    def pairs(self) -> int:
+        return self.dataset.num_pairs
+
+    @property
+    def pairs_per_minute(self) -> float | None:
+        """Kept pairs per minute of generation in this run (None when nothing was generated)."""
+        if not self.stats.generated or self.stats.seconds <= 0:
+            return None
+        share = self.stats.generated / max(1, self.stats.passages)
+        return 60.0 * self.pairs * share / self.stats.seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        ppm = self.pairs_per_minute
+        return {
+            "generator": self.generator,
+            "out": str(self.out) if self.out else None,
+            "journal": str(self.journal) if self.journal else None,
+            "queries": len(self.dataset.queries),
+            "passages": len(self.dataset.corpus),
+            "pairs": self.pairs,
+            "pairs_per_minute": round(ppm, 1) if ppm is not None else None,
+            "documents": self.documents,
+            "chunking": self.chunking,
+            "generation": self.stats.to_dict(),
+            "filters": self.filters.to_dict(),
+        }
+
+
+def question_id(passage_id: str, question: str) -> str:
+    """Stable id of a question about a passage."""
+    return "q-" + hashlib.sha256(f"{passage_id}\x00{question}".encode()).hexdigest()[:16]
+
+
+def default_journal_dir(store: Any = None) -> Path:
+    """``generations/`` next to the embedding store (``.queryfit/`` by default)."""
+    from queryfit.store import EmbeddingStore, default_store_path
+
+    if isinstance(store, EmbeddingStore):
+        base = store.path
+    elif store is not None and str(store) != ":memory:":
+        base = Path(store)
+    else:
+        base = default_store_path()
+    return Path(base).expanduser().parent / "generations"
+
+
+class _Status:
+    """Retry and rate-limit events from worker threads, for the progress bar."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.retries = 0
+        self.last = ""
+        self.until = 0.0
+
+    def on_wait(self, reason: str, seconds: float) -> None:
+        with self.lock:
+            self.retries += 1
+            self.last = reason
+            self.until = max(self.until, time.monotonic() + seconds)
+
+    def text(self) -> str:
+        with self.lock:
+            if not self.retries:
+                return ""
+            left = self.until - time.monotonic()
+            waiting = f", waiting {left:.0f}s" if left > 0.5 else ""
+            return f"[yellow]{self.retries} retries, last: {self.last}{waiting}[/]"
+
+
+def _progress_bar() -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=Console(stderr=True),
+    )
+
+
+def generate_pairs(
+    passages: Sequence[Passage],
+    generator: QuestionGenerator | str | None = None,
+    *,
+    questions_per_passage: int = 2,
+    concurrency: int | None = None,
+    journal: Journal | str | Path | None = None,
+    journal_dir: str | Path | None = None,
+    filters: FilterConfig | None = None,
+    embedder: Any = None,
+    store: Any = None,
+    seed: int = 0,
+    progress: bool = True,
+    on_passage: Callable[[str], None] | None = None,
+) -> GenerateReport:
+    """Generate, filter and assemble pairs for ``passages``; resumes from the journal.
+
+    ``journal`` is a path or an open :class:`Journal`; by default it is
+    ``<journal_dir>/<setting hash>.jsonl`` with ``journal_dir`` next to the store. ``embedder``
+    (and ``store``) are needed only for the consistency filter. ``on_passage(passage_id)`` is
+    called after each passage is recorded (tests use it to interrupt a run).
+    """
+    if questions_per_passage < 1:
+        raise GenerationError(
+            f"--questions-per-passage must be at least 1, not {questions_per_passage}"
+        )
+    if not passages:
+        raise GenerationError("no passages to generate questions for; check --docs")
+    filters = filters or FilterConfig()
+    gen = get_generator(generator) if not hasattr(generator, "generate") else generator
+    workers = max(
+        1,
+        min(
+            concurrency or gen.concurrency, gen.concurrency if concurrency is None else concurrency
+        ),
+    )
+    setting = gen.setting() | {"questions_per_passage": questions_per_passage, "seed": seed}
+    own_journal = not isinstance(journal, Journal)
+    if isinstance(journal, Journal):
+        jr = journal
+    else:
+        path = (
+            Path(journal)
+            if journal is not None
+            else Path(journal_dir or default_journal_dir(store)) / f"{setting_hash(setting)}.jsonl"
+        )
+        jr = Journal(path, setting)
+    stats = GenerationStats(passages=len(passages))
+    try:
+        _run_generation(
+            passages, gen, jr, stats, questions_per_passage, workers, seed, progress, on_passage
+        )
+    finally:
+        if own_journal:
+            jr.close()
+        close = getattr(gen, "close", None)
+        if callable(close):
+            close()
+    dataset, report = assemble(
+        passages, jr, filters, embedder=embedder, store=store, progress=progress
+    )
+    return GenerateReport(
+        dataset=dataset,
+        generator=gen.name,
+        out=None,
+        journal=jr.path,
+        passages=list(passages),
+        stats=stats,
+        filters=report,
+    )
+
+
+def _run_generation(
+    passages: Sequence[Passage],
+    gen: QuestionGenerator,
+    jr: Journal,
+    stats: GenerationStats,
+    n: int,
+    workers: int,
+    seed: int,
+    progress: bool,
+    on_passage: Callable[[str], None] | None,
+) -> None:
+    todo = [p for p in passages if p.id not in jr]
+    stats.from_journal = len(passages) - len(todo)
+    if not todo:
+        return
+    status = _Status()
+    bar = _progress_bar() if progress else None
+    start = time.perf_counter()
+    chat_stats = getattr(getattr(gen, "client", None), "stats", None)
+    before = chat_stats.to_dict() if chat_stats is not None else None
+    failures: Counter[str] = Counter()
+    consecutive_failures = 0
+    pending: dict[Future, Passage] = {}
+    queue = iter(todo)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="queryfit-generate")
+
+    def submit_next() -> bool:
+        passage = next(queue, None)
+        if passage is None:
+            return False
+        future = executor.submit(gen.generate, passage.text, n, seed=seed, on_wait=status.on_wait)
+        pending[future] = passage
+        return True
+
+    try:
+        with bar if bar is not None else nullcontext():
+            task = None
+            if bar is not None:
+                label = f"Generating questions ({gen.name})"
+                task = bar.add_task(
+                    label, total=len(passages), completed=stats.from_journal, status=""
+                )
+            for _ in range(workers * 2):  # keep the pipeline full, never queue everything
+                if not submit_next():
+                    break
+            while pending:
+                done, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
+                if bar is not None:
+                    bar.update(task, status=status.text())
+                for future in done:
+                    passage = pending.pop(future)
+                    try:
+                        questions = future.result()
+                    except RequestFailed as exc:
+                        failures[exc.reason] += 1
+                        stats.failed += 1
+                        consecutive_failures += 1
+                        if consecutive_failures >= FAIL_FAST_AFTER and stats.generated == 0:
+                            raise GenerationError(
+                                f"the first {consecutive_failures} passages all failed with "
+                                f"{gen.name} ({exc}); check --llm, --base-url and that the "
+                                "server is up, then rerun (finished passages are kept)"
+                            ) from None
+                    else:
+                        consecutive_failures = 0
+                        meta = {"source": passage.source}
+                        if passage.page is not None:
+                            meta["page"] = passage.page
+                        jr.record(passage.id, questions, **meta)
+                        stats.generated += 1
+                        if on_passage is not None:
+                            on_passage(passage.id)
+                    if bar is not None:
+                        bar.advance(task)
+                    submit_next()
+            if bar is not None:
+                bar.update(task, status=status.text())
+    finally:
+        for future in pending:
+            future.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
+        jr.sync()
+        stats.seconds = time.perf_counter() - start
+        stats.failures = dict(failures)
+        if chat_stats is not None and before is not None:
+            after = chat_stats.to_dict()
+            stats.requests = after["requests"] - before["requests"]
+            stats.retries = after["retries"] - before["retries"]
+            stats.rate_limited = after["rate_limited"] - before["rate_limited"]
+            stats.waited_seconds = round(after["waited_seconds"] - before["waited_seconds"], 2)
+        else:
+            stats.requests = stats.generated + stats.failed
+
+
+def assemble(
+    passages: Sequence[Passage],
+    jr: Journal,
+    filters: FilterConfig,
+    *,
+    embedder: Any = None,
+    store: Any = None,
+    progress: bool = False,
+) -> tuple[QADataset, FilterReport]:
+    """Filter the journal's questions for ``passages`` and build the dataset (passage order).
+
+    Every passage is in the corpus, with or without questions: the others are the distractors
+    that make retrieval realistic.
+    """
+    report = FilterReport()
+    items = [
+        (p.id, p.text, q)
+        for p in passages
+        if p.id in jr
+        for q in jr.entries[p.id]["questions"]
+        if isinstance(q, str)
+    ]
+    kept = apply_text_filters(items, filters, report)
+    corpus = {p.id: p.text for p in passages}
+    if filters.consistency_k is not None and kept:
+        kept = _consistency(kept, corpus, filters.consistency_k, embedder, store, report, progress)
+    queries: dict[str, str] = {}
+    relevant: dict[str, list[str]] = {}
+    for pid, question in kept:
+        qid = question_id(pid, question)
+        queries[qid] = question
+        relevant[qid] = [pid]
+    report.kept = len(queries)
+    return QADataset(queries=queries, corpus=corpus, relevant_docs=relevant), report
+
+
+def _consistency(
+    kept: list[tuple[str, str]],
+    corpus: dict[str, str],
+    k: int,
+    embedder: Any,
+    store: Any,
+    report: FilterReport,
+    progress: bool,
+) -> list[tuple[str, str]]:
+    if k < 1:
+        raise GenerationError(f"--consistency-k must be at least 1, not {k}")
+    from queryfit.embedders import get_embedder
+    from queryfit.store import EmbeddingStore
+
+    embedder = get_embedder(embedder)
+    own_store = not isinstance(store, EmbeddingStore)
+    db = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    try:
+        ids = list(corpus)
+        row_of = {pid: i for i, pid in enumerate(ids)}
+        docs = db.embed(embedder, [corpus[i] for i in ids], "document", progress=progress)
+        queries = db.embed(embedder, [q for _, q in kept], "query", progress=progress)
+    finally:
+        if own_store:
+            db.close()
+    mask = consistency_mask(queries, docs, [row_of[pid] for pid, _ in kept], k)
+    out = []
+    for item, ok in zip(kept, mask, strict=True):
+        if ok:
+            out.append(item)
+        else:
+            report.drop("inconsistent", item[1])
+    return out
+
+
+def generate(
+    docs: str | Path | Sequence[Passage],
+    *,
+    out: str | Path | None = None,
+    llm: QuestionGenerator | str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    prompt: str | Path | Any = None,
+    questions_per_passage: int = 2,
+    concurrency: int | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 5,
+    temperature: float | None = None,
+    model: Any = None,
+    chunk_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+    filters: FilterConfig | None = None,
+    store: Any = None,
+    journal: str | Path | None = None,
+    passages_out: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> GenerateReport:
+    """Turn a folder of documents into a QA dataset of generated (question, passage) pairs.
+
+    Reads ``docs`` (a folder, one file, or already-chunked passages), chunks it to the token
+    window of the embedding ``model`` (default: the bundled all-MiniLM-L6-v2; its tokenizer only,
+    the weights are loaded only for the consistency filter), asks ``llm`` for
+    ``questions_per_passage`` questions per passage, filters them, and saves the dataset to
+    ``out`` (LlamaIndex JSON, ``.jsonl`` or a BEIR folder, by its name) when given.
+
+    ``llm``: ``openai:<model>`` (any OpenAI-compatible endpoint at ``base_url``),
+    ``ollama:<model>``, ``smollm2``, ``heuristic``, or None for the offline default.
+    ``api_key`` defaults to ``$QUERYFIT_LLM_API_KEY`` / ``$OPENAI_API_KEY`` and is never saved.
+    Rerunning the same call resumes: passages already in the journal are not asked again.
+
+    Example::
+
+        report = generate("./my-docs", out="pairs.json", llm="openai:gpt-4o-mini")
+        print(report.filters.summary())
+    """
+    from queryfit.embedders import get_embedder
+
+    gen = get_generator(
+        llm,
+        base_url=base_url,
+        api_key=api_key,
+        prompt=prompt,
+        concurrency=concurrency or 8,
+        timeout=timeout,
+        max_retries=max_retries,
+        temperature=temperature,
+    )
+    loaded: LoadResult | None = None
+    chunking: dict[str, Any] | None = None
+    if isinstance(docs, str | Path):
+        loaded = load_documents(docs)
+        embedder = get_embedder(model)
+        counter = token_counter_for(embedder, chunk_tokens)
+        passages = chunk_documents(loaded.documents, overlap_tokens=overlap_tokens, counter=counter)
+        chunking = {
+            "tokenizer": counter.name,
+            "max_tokens": counter.max_tokens,
+            "overlap_tokens": overlap_tokens
+            if overlap_tokens is not None
+            else counter.max_tokens // 8,
+            "passages": len(passages),
+        }
+    else:
+        passages = list(docs)
+        embedder = model
+    report = generate_pairs(
+        passages,
+        gen,
+        questions_per_passage=questions_per_passage,
+        concurrency=concurrency,
+        journal=journal,
+        filters=filters,
+        embedder=embedder,
+        store=store,
+        seed=seed,
+        progress=progress,
+    )
+    report.documents = loaded.to_dict() if loaded is not None else None
+    report.chunking = chunking
+    if not report.dataset.queries:
+        failed = report.stats.failed
+        why = (
+            f"all {failed} passages failed ({_reasons(report.stats.failures)}); rerun to retry"
+            if failed and not report.stats.generated and not report.stats.from_journal
+            else f"no question survived the filters ({report.filters.summary()}); loosen them "
+            "or use a stronger --llm"
+        )
+        raise GenerationError(
+            f"no pairs generated from {docs if loaded else 'the passages'}: {why}"
+        )
+    if out is not None:
+        save_dataset(report.dataset, out)
+        report.out = Path(out)
+    if passages_out is not None:
+        write_passages(report.passages, passages_out)
+    return report
+
+
+def _reasons(failures: dict[str, int]) -> str:
+    return ", ".join(
+        f"{reason} x{n}" for reason, n in sorted(failures.items(), key=lambda x: -x[1])
+    )
+
+
+def write_passages(passages: Sequence[Passage], path: str | Path) -> Path:
+    """Write passages with their source and page as JSONL (``id``, ``text``, ``source``...)."""
+    import json
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
+    ) as fh:
+        for p in passages:
+            fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
+        tmp = fh.name
+    os.replace(tmp, path)
+    return path
