@@ -207,6 +207,7 @@ def test_cli_report_and_evaluate_flag(run, tmp_path):
     runner = CliRunner()
     store = str(run.path / "store.sqlite")
     common = ["--data", str(run.path / "test.json"), "--adapter", str(run.path / "adapter")]
+    common += ["--resamples", "2000"]  # as the fixture's run, so the intervals are the same
     result = runner.invoke(
         app, ["report", *common, "--out", str(tmp_path / "r.html"), "--store", store, "--json"]
     )
@@ -438,7 +439,10 @@ def test_report_in_chromium(run, browser, tmp_path):
     # A full-page screenshot, for a person to look at.
     browser.find_element(By.CSS_SELECTOR, 'button[data-filter="all"]').click()
     height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, height)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
     shot = tmp_path / "report.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000

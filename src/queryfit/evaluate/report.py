@@ -320,6 +320,13 @@ def _headline(report: Any, details: QueryDetails | None) -> str:
     return "\n".join(parts)
 
 
+def _curve_range(values: Sequence[float]) -> tuple[float, float]:
+    """y-axis for a hit@k / recall@k curve: from a round value below the data up to 1."""
+    low = min(values) if values else 0.0
+    step = 0.1 if low > 0.2 else 0.2
+    return max(0.0, math.floor((low - 0.02) / step) * step), 1.0
+
+
 def _figure(fig_id: str, svg: str, caption: str) -> str:
     return f'<figure id="{fig_id}">{svg}<figcaption>{caption}</figcaption></figure>'
 
@@ -359,7 +366,7 @@ def _plots(report: Any, details: QueryDetails | None) -> str:
             x_label="k (passages read, log scale)",
             y_label=label,
             x_log=True,
-            y_range=(0.0, 1.0),
+            y_range=_curve_range(curve["base"] + curve["adapted"]),
             desc=f"{label} for every cut-off k from 1 to {len(ks)}, base and adapted.",
         )
         what = (
@@ -576,6 +583,8 @@ def _query_table(details: QueryDetails | None) -> str:
         "&#10003; marks a relevant passage.</p>"
     )
     head = (
+        '<colgroup><col class="c-query"><col class="c-num"><col class="c-num">'
+        '<col class="c-moved"><col class="c-top"><col class="c-top"></colgroup>'
         "<thead><tr>"
         '<th data-type="text" scope="col">query</th>'
         '<th data-type="number" scope="col" title="rank of the relevant passage, base model">'
