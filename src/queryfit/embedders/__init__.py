@@ -6,6 +6,9 @@ Importing this package is cheap: no model library is imported until a model is f
 from __future__ import annotations
 
 from queryfit.embedders.base import BaseEmbedder, CallableEmbedder, Embedder, Kind
+from queryfit.embedders.cohere import CohereEmbedder
+from queryfit.embedders.frameworks import LangChainEmbedder, LlamaIndexEmbedder
+from queryfit.embedders.openai_compatible import AzureOpenAIEmbedder, OpenAIEmbedder
 from queryfit.embedders.registry import (
     DEFAULT_MODEL,
     default_model_path,
@@ -14,14 +17,21 @@ from queryfit.embedders.registry import (
     register_provider,
 )
 from queryfit.embedders.sentence_transformers import SentenceTransformerEmbedder
+from queryfit.embedders.voyage import VoyageEmbedder
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AzureOpenAIEmbedder",
     "BaseEmbedder",
     "CallableEmbedder",
+    "CohereEmbedder",
     "Embedder",
     "Kind",
+    "LangChainEmbedder",
+    "LlamaIndexEmbedder",
+    "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
+    "VoyageEmbedder",
     "default_model_path",
     "get_embedder",
     "known_providers",
