@@ -1,7 +1,8 @@
 """The Python API; every CLI verb is a thin shell over the function of the same name here.
 
 ``embed`` warms the store, ``train`` fits and saves an adapter, ``evaluate`` compares base and
-adapted retrieval with confidence intervals.
+adapted retrieval with confidence intervals. ``generate`` turns a folder of documents into
+(question, passage) pairs and ``run`` chains generate, split, train and evaluate.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from .dataset import QADataset, load_dataset, split_dataset
 from .embedders import Embedder, get_embedder
 from .errors import TrainingError
 from .evaluate import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
+from .evaluate.report import QueryDetails, check_report_path, query_details, write_report
+from .generate.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
 from .store import EmbeddingStore
 from .vectors import RetrievalVectors, embed_dataset, restrict
+from .workflow import RunReport, run  # noqa: F401  (re-exported; run() calls train/evaluate)
 
 MIN_TRAIN_QUERIES = 20
 SMALL_DATA_WARNING = 200
@@ -83,6 +87,9 @@ class EvaluationReport:
     model_calls: int
     texts_from_store: int
     per_query: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    # Per-query ranks, hit@k / recall@k curves, texts and training facts for the HTML report.
+    details: QueryDetails | None = field(default=None, repr=False)
+    report_path: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -90,7 +97,11 @@ class EvaluationReport:
         return next(d for d in self.differences if d.metric == self.headline).verdict()
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("per_query", "differences")}
+        out = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("per_query", "differences", "details")
+        }
         out["differences"] = [d.__dict__ | {"significant": d.significant} for d in self.differences]
         out["verdict"] = self.verdict
         return out
@@ -134,15 +145,19 @@ def train(
     config: Any = None,
     store: StoreLike = None,
     dev_fraction: float = 0.2,
-    split_by: str = "query",
+    split_by: str = "coverage",
     progress: bool = True,
     on_epoch: Any = None,
+    search: bool = False,
 ) -> TrainReport:
     """Fit a query adapter for ``model`` on ``data`` and save it to ``out``.
 
-    A ``dev_fraction`` of the queries (split ``by`` query by default: new questions over the same
-    passages, which is how the adapter is used) picks the epoch count and gates shipping: if no
-    epoch beats the base model on dev, the identity adapter is saved and the report says so.
+    A ``dev_fraction`` of the queries picks the epoch count and the blend toward the base, and
+    gates shipping: if nothing beats the base model on dev, the identity adapter is saved and the
+    report says so. ``split_by="coverage"`` (default) holds out new questions over passages that
+    keep a training question (the in-corpus use) when the data has them, else plain held-out
+    questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`. ``search=True`` first tries
+    a small grid of settings on the dev split (see ``queryfit.training.search``).
     """
     from .training import TrainConfig, fit_adapter  # torch is needed for training only
 
@@ -163,13 +178,38 @@ def train(
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
     dev_vectors: RetrievalVectors | None = None
     train_vectors = vectors
-    if dev_fraction > 0:
+    split_note, search_table, dev_covered = "", None, None
+    if dev_fraction > 0 and split_by == "coverage":
+        # Quality work (issue 5): dev = held-out questions whose passages keep a training question
+        # when the data has such; otherwise plain held-out questions. See training/splits.py.
+        from .training.splits import coverage_split, duplicate_groups
+
+        split = coverage_split(
+            vectors.relevant,
+            dev_fraction,
+            config.seed,
+            duplicate_of=duplicate_groups(vectors.queries),
+        )
+        train_vectors = vectors.select(split.train_rows)
+        dev_vectors = vectors.select(split.dev_rows)
+        split_note, dev_covered = split.describe(), split.mode == "covered"
+    elif dev_fraction > 0:
         train_part, dev_part = split_dataset(
             dataset, dev_fraction=dev_fraction, by=split_by, seed=config.seed
         )
         train_vectors, dev_vectors = restrict(vectors, train_part), restrict(vectors, dev_part)
+    if search and dev_vectors is not None:
+        from .training.search import search as search_settings
+
+        found = search_settings(train_vectors, dev_vectors, config, dev_covered=dev_covered)
+        config, search_table = found.best_config, found.table()
     result = fit_adapter(
-        train_vectors, config, dev=dev_vectors, refit_on=vectors, on_epoch=on_epoch
+        train_vectors,
+        config,
+        dev=dev_vectors,
+        refit_on=vectors,
+        on_epoch=on_epoch,
+        dev_covered=dev_covered,
     )
     adapter = result.adapter
     adapter.base_model = {
@@ -196,13 +236,25 @@ def train(
         },
         "history": history,
         "train_seconds": round(result.seconds, 3),
+        "dev_split": split_note,
+        "blend": result.blend,
+        "search": search_table,
+        # For the report's run facts: the split actually used, and what embedding cost.
+        "split": {
+            "train_queries": len(train_vectors.queries),
+            "dev_queries": len(dev_vectors.queries) if dev_vectors is not None else 0,
+        },
+        "embedding": {
+            "model_calls": store.stats.model_calls - calls_before,
+            "texts_from_store": store.stats.texts_from_store - hits_before,
+        },
     }
     if out is not None:
         save_adapter(adapter, out)
     return TrainReport(
         adapter=adapter,
         out=Path(out) if out is not None else None,
-        decision=result.decision,
+        decision=result.decision + (f"; {split_note}" if split_note else ""),
         shipped_identity=result.shipped_identity,
         best_epoch=result.best_epoch,
         dev_identity=result.identity_score,
@@ -228,12 +280,21 @@ def evaluate(
     seed: int = 0,
     force: bool = False,
     progress: bool = True,
+    details: bool = True,
+    report: str | Path | None = None,
 ) -> EvaluationReport:
     """Compare retrieval with the base model and with the adapter on ``data``'s queries.
 
     The model defaults to the one the adapter was trained for. Differences come with paired
     bootstrap 95% intervals; the verdict line reads the headline metric.
+
+    ``details`` also collects what the HTML report shows per query (exact ranks of the relevant
+    passages before and after, hit@k and recall@k curves for k = 1..100, top passages); it costs
+    one more exact search per system. ``report`` writes that HTML report to the given path.
     """
+    if report is not None:
+        check_report_path(report)  # fail before the work, not after it
+        details = True
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
     model = model if model is not None else adapter.base_model.get("id")
@@ -254,11 +315,10 @@ def evaluate(
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
     base = evaluate_retrieval(vectors.queries, vectors.docs, vectors.relevant, metrics=metrics)
-    adapted = evaluate_retrieval(
-        adapter.transform(vectors.queries), vectors.docs, vectors.relevant, metrics=metrics
-    )
+    adapted_queries = adapter.transform(vectors.queries)
+    adapted = evaluate_retrieval(adapted_queries, vectors.docs, vectors.relevant, metrics=metrics)
     differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
-    return EvaluationReport(
+    result = EvaluationReport(
         model_id=embedder.model_id,
         adapter=dict(adapter.describe()),
         queries=len(dataset.queries),
@@ -271,6 +331,35 @@ def evaluate(
         texts_from_store=store.stats.texts_from_store - hits_before,
         per_query={"base": base.metrics, "adapted": adapted.metrics},
     )
+    if details:
+        result.details = query_details(
+            dataset,
+            vectors,
+            adapted_queries,
+            base.ranked,
+            adapted.ranked,
+            adapter_config=adapter.config,
+            data_source=str(data) if not isinstance(data, QADataset) else None,
+            settings={"n_resamples": n_resamples, "seed": seed, "metrics": list(metrics)},
+        )
+    if report is not None:
+        result.report_path = str(write_report(result, report))
+    return result
+
+
+def report(
+    data: DatasetLike,
+    adapter: Adapter | str | Path,
+    out: str | Path = "queryfit-report.html",
+    **kwargs: Any,
+) -> EvaluationReport:
+    """Evaluate ``adapter`` on ``data`` and write the HTML report to ``out``.
+
+    One self-contained file: headline with 95% intervals, hit@k / recall@k curves, rank changes,
+    training curves, a sortable query table and the run's facts. Takes the keyword arguments of
+    :func:`evaluate`; with a warm store it makes no model calls. The path is in ``report_path``.
+    """
+    return evaluate(data, adapter, report=out, **kwargs)
 
 
 def _checked(adapter: Adapter, embedder: Embedder) -> Adapter:

@@ -44,6 +44,24 @@ StoreOpt = typer.Option(
 )
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout, nothing else.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+ReportOpt = typer.Option(
+    None, "--report", help="Also write the HTML report (plots, query table) to this file."
+)
+BaseUrlOpt = typer.Option(
+    None,
+    "--base-url",
+    help="OpenAI-compatible endpoint for openai:MODEL (Ollama, vLLM, TEI, LM Studio, Azure), "
+    "e.g. http://localhost:11434/v1.",
+)
+DimensionsOpt = typer.Option(
+    None, "--dimensions", help="Ask an API model for shorter vectors (e.g. 256); own store key."
+)
+ApiKeyOpt = typer.Option(
+    None,
+    "--api-key",
+    help="API key [default: $OPENAI_API_KEY, $COHERE_API_KEY, $VOYAGE_API_KEY...]; never stored.",
+    show_default=False,
+)
 
 
 def user_errors(fn: F) -> F:
@@ -108,6 +126,9 @@ def _comparison_table(report: Any, title: str) -> Table:
 def embed(
     data: Path = DataOpt,
     model: str = ModelOpt,
+    base_url: str = BaseUrlOpt,
+    dimensions: int = DimensionsOpt,
+    api_key: str = ApiKeyOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -117,7 +138,9 @@ def embed(
     Example: `queryfit embed --data train.json --model sentence-transformers:all-MiniLM-L6-v2`
     """
     from . import api
+    from .embedders.options import resolve_model
 
+    model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
     report = api.embed(data, model=model, store=store, progress=not (quiet or as_json))
     if as_json:
         return _emit_json(report.to_dict())
@@ -143,8 +166,18 @@ def train(
     identity_penalty: float = typer.Option(_D.identity_penalty, help="Pull toward the base."),
     batch_size: int = typer.Option(_D.batch_size, help="Queries per step."),
     dev_fraction: float = typer.Option(0.2, help="Share of queries held out to choose and gate."),
-    split_by: str = typer.Option("query", help="Dev split: query (same corpus) or passage."),
+    split_by: str = typer.Option(
+        "coverage",
+        help="Dev split: coverage (new questions over covered passages, else held-out "
+        "questions), query (same corpus) or passage.",
+    ),
+    search: bool = typer.Option(
+        False, "--search", help="Try a small grid of settings on the dev split; report each try."
+    ),
     seed: int = typer.Option(0, help="Random seed (runs are deterministic)."),
+    base_url: str = BaseUrlOpt,
+    dimensions: int = DimensionsOpt,
+    api_key: str = ApiKeyOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -154,6 +187,9 @@ def train(
     Example: `queryfit train --data train.json --out adapter/`
     """
     from . import api
+    from .embedders.options import resolve_model
+
+    model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
 
     config = TrainConfig(
         adapter=adapter,
@@ -166,10 +202,10 @@ def train(
         batch_size=batch_size,
         seed=seed,
     )
-    if split_by not in ("query", "passage"):
+    if split_by not in ("coverage", "query", "passage"):
         from .errors import TrainingError
 
-        raise TrainingError(f"--split-by must be query or passage, not {split_by!r}")
+        raise TrainingError(f"--split-by must be coverage, query or passage, not {split_by!r}")
     report = api.train(
         data,
         model=model,
@@ -178,10 +214,14 @@ def train(
         store=store,
         dev_fraction=dev_fraction,
         split_by=split_by,
+        search=search,
         progress=not (quiet or as_json),
     )
     if as_json:
         return _emit_json(report.to_dict())
+    if report.adapter.config.get("search"):
+        out.print("search on the dev split (* = chosen):", highlight=False)
+        out.print(report.adapter.config["search"], highlight=False, markup=False)
     style = "yellow" if report.shipped_identity else "green"
     out.print(f"[{style}]{report.decision}[/]", highlight=False)
     out.print(
@@ -199,15 +239,24 @@ def evaluate(
     model: str = typer.Option(None, "--model", "-m", help="[default: the adapter's base model]"),
     force: bool = typer.Option(False, help="Use the adapter even with another base model."),
     resamples: int = typer.Option(10_000, help="Bootstrap resamples for the intervals."),
+    base_url: str = BaseUrlOpt,
+    dimensions: int = DimensionsOpt,
+    api_key: str = ApiKeyOpt,
     store: Path = StoreOpt,
+    html_report: Path = ReportOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Compare base and adapted retrieval on held-out queries, with 95% intervals.
 
-    Example: `queryfit evaluate --data test.json --adapter adapter/`
+    Example: `queryfit evaluate --data test.json --adapter adapter/ --report report.html`
     """
     from . import api
+    from .embedders.options import resolve_model
+
+    model = resolve_model(
+        model, base_url=base_url, dimensions=dimensions, api_key=api_key, adapter=adapter
+    )
 
     report = api.evaluate(
         data,
@@ -217,11 +266,62 @@ def evaluate(
         force=force,
         n_resamples=resamples,
         progress=not (quiet or as_json),
+        report=html_report,
     )
     if as_json:
         return _emit_json(report.to_dict())
     out.print(_comparison_table(report, f"{report.queries} queries, {report.passages} passages"))
     out.print(f"verdict: {report.verdict}", highlight=False)
+    if report.report_path:
+        out.print(f"report written to {report.report_path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def report(
+    data: Path = DataOpt,
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
+    html_out: Path = typer.Option(
+        Path("queryfit-report.html"), "--out", "-o", help="HTML file to write."
+    ),
+    model: str = typer.Option(None, "--model", "-m", help="[default: the adapter's base model]"),
+    force: bool = typer.Option(False, help="Use the adapter even with another base model."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples for the intervals."),
+    base_url: str = BaseUrlOpt,
+    dimensions: int = DimensionsOpt,
+    api_key: str = ApiKeyOpt,
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Write one self-contained HTML report: does the adapter help, and where?
+
+    Headline with 95% intervals and the verdict, hit@k and recall@k curves (k = 1..100), how far
+    each query's relevant passage moved, training curves, a sortable and searchable table of the
+    queries that gained and lost most, and the run's facts. Opens offline in any browser.
+
+    Example: `queryfit report --data test.json --adapter adapter/ --out report.html`
+    """
+    from . import api
+    from .embedders.options import resolve_model
+
+    model = resolve_model(
+        model, base_url=base_url, dimensions=dimensions, api_key=api_key, adapter=adapter
+    )
+    result = api.report(
+        data,
+        adapter,
+        html_out,
+        model=model,
+        store=store,
+        force=force,
+        n_resamples=resamples,
+        progress=not (quiet or as_json),
+    )
+    if as_json:
+        return _emit_json(result.to_dict())
+    out.print(f"verdict: {result.verdict}", highlight=False)
+    out.print(f"report written to {result.report_path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -235,7 +335,8 @@ def demo(
     """Run the whole loop offline on Python's own reference docs and print the comparison.
 
     Builds pseudo-questions from the `pydoc_data` topics, holds out a test third of them, trains
-    an adapter for the bundled all-MiniLM-L6-v2 on the rest and evaluates it.
+    an adapter for the bundled all-MiniLM-L6-v2 on the rest, evaluates it, and writes the HTML
+    report (`<out>/report.html`).
 
     Example: `queryfit demo`
     """
@@ -256,13 +357,326 @@ def demo(
             f"testing on {len(test_part.queries)}"
         )
     trained = api.train(train_part, out=workdir / "adapter", store=store, progress=progress)
-    report = api.evaluate(test_part, workdir / "adapter", store=store, progress=progress)
+    report = api.evaluate(
+        workdir / "test.json",
+        workdir / "adapter",
+        store=store,
+        progress=progress,
+        report=workdir / "report.html",
+    )
     if as_json:
         return _emit_json({"train": trained.to_dict(), "evaluate": report.to_dict()})
     out.print(trained.decision, highlight=False)
     out.print(_comparison_table(report, "held-out test questions: base vs adapted"))
     out.print(f"verdict: {report.verdict}", highlight=False)
     out.print(f"adapter and data written to {workdir}/")
+    out.print(
+        f"report: {Path(report.report_path).resolve()} (open it in a browser)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+@user_errors
+def export(
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
+    export_out: Path = typer.Option(..., "--out", "-o", help="Folder to write."),
+    fmt: str = typer.Option(
+        "npy", "--format", "-f", help="npy (weight.npy + bias.npy), safetensors, or llamaindex."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Export an adapter as a plain matrix pair for any language, or as a LlamaIndex adapter.
+
+    Apply it to query vectors only: `q' = W q + b` (then L2-normalise), as `adapter_export.json`
+    in the folder says. `--format llamaindex` writes `config.json` + `pytorch_model.bin` for
+    LlamaIndex's `AdapterEmbeddingModel`.
+
+    Example: `queryfit export --adapter adapter/ --out adapter-npy/ --format npy`
+    """
+    from .adapters import load_adapter
+    from .adapters.convert import export_adapter
+
+    files = export_adapter(load_adapter(adapter), export_out, format=fmt)
+    if as_json:
+        return _emit_json({"format": fmt, "files": [str(f) for f in files]})
+    out.print(f"wrote {', '.join(f.name for f in files)} to {export_out}/", highlight=False)
+
+
+@app.command("import-llamaindex")
+@user_errors
+def import_llamaindex(
+    source: Path = typer.Argument(..., help="LlamaIndex adapter folder (config.json + .bin)."),
+    adapter_out: Path = typer.Option(..., "--out", "-o", help="queryfit adapter folder to write."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Base model it was trained for, e.g. openai:<model>."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Convert an adapter trained with LlamaIndex into a queryfit adapter folder.
+
+    Reads `pytorch_model.bin` as plain tensors (`weights_only=True`, never pickled code); supports
+    LinearLayer and TwoLayerNN (relu). Name the base model with `--model` so the adapter refuses
+    any other.
+
+    Example: `queryfit import-llamaindex li/ --out adapter/ --model openai:text-embedding-3-small`
+    """
+    from .adapters.convert import import_llamaindex_adapter
+
+    result = import_llamaindex_adapter(source, adapter_out, base_model=model)
+    if as_json:
+        return _emit_json({"out": str(adapter_out), **dict(result.describe())})
+    out.print(
+        f"converted {source} ({result.kind}, {result.dim} dims, {result.num_parameters:,} "
+        f"parameters) to {adapter_out}/"
+        + ("" if model else "; no --model given, so it is not tied to a base model"),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# -- from documents: generate and run ------------------------------------------------------------
+
+DocsOpt = typer.Option(
+    ..., "--docs", "-D", help="Folder (searched recursively) or file: .txt, .md, .html, .pdf."
+)
+LlmOpt = typer.Option(
+    None,
+    "--llm",
+    help="Question writer: openai:MODEL (any OpenAI-compatible endpoint, see --base-url), "
+    "ollama:MODEL, smollm2 (offline, small) or heuristic (no model) [default: smollm2 if "
+    "installed, else heuristic].",
+    show_default=False,
+)
+LlmBaseUrlOpt = typer.Option(
+    None,
+    "--base-url",
+    help="OpenAI-compatible chat endpoint of the LLM [default: $QUERYFIT_LLM_BASE_URL, "
+    "$OPENAI_BASE_URL or OpenAI], e.g. http://localhost:11434/v1 for Ollama.",
+    show_default=False,
+)
+LlmKeyOpt = typer.Option(
+    None,
+    "--api-key",
+    help="LLM API key [default: $QUERYFIT_LLM_API_KEY or $OPENAI_API_KEY]; never logged or saved.",
+    show_default=False,
+)
+PromptOpt = typer.Option(
+    None, "--prompt", help="Prompt template file with {passage} and {n} (--- splits off a system)."
+)
+PerPassageOpt = typer.Option(2, "--questions-per-passage", "-n", help="Questions asked per passage.")
+ConcurrencyOpt = typer.Option(8, help="LLM requests in flight at once.")
+TimeoutOpt = typer.Option(60.0, help="Seconds one LLM request may take.")
+RetriesOpt = typer.Option(5, help="Retries of a failed LLM request (429, 5xx, timeout, junk).")
+ChunkOpt = typer.Option(
+    None, help="Passage size in the embedder's tokens [default: its max sequence length]."
+)
+OverlapOpt = typer.Option(None, help="Tokens shared by consecutive passages [default: size/8].")
+ConsistencyOpt = typer.Option(
+    None,
+    "--consistency-k",
+    help="Keep a question only if the base model ranks its passage in the top K (off by default).",
+)
+MaxCopiedOpt = typer.Option(
+    10, help="Drop questions copying this many consecutive words of the passage."
+)
+
+
+def _filters(consistency_k: int | None, max_copied_words: int) -> Any:
+    from .generate import FilterConfig
+
+    return FilterConfig(consistency_k=consistency_k, max_copied_words=max_copied_words)
+
+
+def _print_generation(report: Any) -> None:
+    docs, stats = report.documents or {}, report.stats
+    if docs:
+        skipped = docs.get("skipped") or []
+        note = (
+            f" ({len(skipped)} skipped: "
+            + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+            + (" ..." if len(skipped) > 3 else "")
+            + ")"
+            if skipped
+            else ""
+        )
+        chunking = report.chunking or {}
+        out.print(
+            f"read {docs['files_read']} files{note}: {len(report.passages)} passages of at most "
+            f"{chunking.get('max_tokens')} tokens ({chunking.get('tokenizer')})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    retries = f", {stats.retries} retries" if stats.retries else ""
+    limited = f", {stats.rate_limited} rate-limited" if stats.rate_limited else ""
+    out.print(
+        f"{report.generator}: {stats.generated} passages asked, {stats.from_journal} from the "
+        f"journal, {stats.failed} failed; {stats.requests} requests{retries}{limited}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"questions: {report.filters.summary()}", highlight=False, soft_wrap=True)
+    if stats.failed:
+        reasons = ", ".join(f"{k} x{v}" for k, v in stats.failures.items())
+        err.print(
+            f"[yellow]warning:[/] {stats.failed} passages got no questions ({reasons}); rerun "
+            "the same command to retry only those",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+@user_errors
+def generate(
+    docs: Path = DocsOpt,
+    pairs_out: Path = typer.Option(
+        ..., "--out", "-o", help="Dataset to write: .json (LlamaIndex), .jsonl, or a BEIR folder."
+    ),
+    llm: str = LlmOpt,
+    base_url: str = LlmBaseUrlOpt,
+    api_key: str = LlmKeyOpt,
+    prompt: Path = PromptOpt,
+    questions_per_passage: int = PerPassageOpt,
+    concurrency: int = ConcurrencyOpt,
+    timeout: float = TimeoutOpt,
+    max_retries: int = RetriesOpt,
+    temperature: float = typer.Option(None, help="LLM sampling temperature [default: 0.7]."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Embedding model whose tokenizer sizes the passages."
+    ),
+    chunk_tokens: int = ChunkOpt,
+    overlap_tokens: int = OverlapOpt,
+    max_copied_words: int = MaxCopiedOpt,
+    consistency_k: int = ConsistencyOpt,
+    journal: Path = typer.Option(
+        None, help="Progress journal [default: .queryfit/generations/<setting>.jsonl]."
+    ),
+    passages_out: Path = typer.Option(
+        None, "--passages-out", help="Also write the passages with source and page (JSONL)."
+    ),
+    seed: int = typer.Option(0, help="Random seed (offline generators are deterministic)."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Write (question, passage) pairs for a folder of documents; rerun to resume.
+
+    Reads and chunks the documents, asks the LLM for questions about each passage, filters
+    duplicates, copied spans and odd lengths, and saves the dataset. Progress is journaled as it
+    goes: after an interrupt, the same command continues where it stopped.
+
+    Example: `queryfit generate --docs ./my-docs --out pairs.json --llm openai:gpt-4o-mini`
+    """
+    from . import api
+
+    report = api.generate(
+        docs,
+        out=pairs_out,
+        llm=llm,
+        base_url=base_url,
+        api_key=api_key,
+        prompt=prompt,
+        questions_per_passage=questions_per_passage,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+        temperature=temperature,
+        model=model,
+        chunk_tokens=chunk_tokens,
+        overlap_tokens=overlap_tokens,
+        filters=_filters(consistency_k, max_copied_words),
+        store=store,
+        journal=journal,
+        passages_out=passages_out,
+        seed=seed,
+        progress=not (quiet or as_json),
+    )
+    if as_json:
+        return _emit_json(report.to_dict())
+    _print_generation(report)
+    out.print(
+        f"wrote {report.pairs} pairs over {len(report.dataset.corpus)} passages to {report.out}",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def run(
+    docs: Path = DocsOpt,
+    adapter_out: Path = typer.Option(
+        ..., "--out", "-o", help="Adapter folder; also gets data/, report.md and run.json."
+    ),
+    llm: str = LlmOpt,
+    base_url: str = LlmBaseUrlOpt,
+    api_key: str = LlmKeyOpt,
+    prompt: Path = PromptOpt,
+    questions_per_passage: int = PerPassageOpt,
+    concurrency: int = ConcurrencyOpt,
+    timeout: float = TimeoutOpt,
+    max_retries: int = RetriesOpt,
+    model: str = ModelOpt,
+    chunk_tokens: int = ChunkOpt,
+    overlap_tokens: int = OverlapOpt,
+    max_copied_words: int = MaxCopiedOpt,
+    consistency_k: int = ConsistencyOpt,
+    test_fraction: float = typer.Option(0.2, help="Share of questions held out for the test."),
+    adapter: str = typer.Option(_D.adapter, help="linear, low_rank or residual_mlp."),
+    seed: int = typer.Option(0, help="Random seed (runs are deterministic)."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Documents to an evaluated adapter: generate, split, train, evaluate, in one command.
+
+    Each stage reuses earlier work: finished passages from the generation journal, vectors from
+    the store, and the adapter itself when data and settings are unchanged. The folder gets the
+    adapter, the data splits, report.md and run.json.
+
+    Example: `queryfit run --docs ./my-docs --out adapter/ --llm openai:gpt-4o-mini`
+    """
+    from . import api
+
+    report = api.run(
+        docs,
+        adapter_out,
+        llm=llm,
+        model=model,
+        store=store,
+        base_url=base_url,
+        api_key=api_key,
+        prompt=prompt,
+        questions_per_passage=questions_per_passage,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+        chunk_tokens=chunk_tokens,
+        overlap_tokens=overlap_tokens,
+        filters=_filters(consistency_k, max_copied_words),
+        test_fraction=test_fraction,
+        config=TrainConfig(adapter=adapter, seed=seed),
+        seed=seed,
+        progress=not (quiet or as_json),
+    )
+    if as_json:
+        return _emit_json(report.to_dict())
+    _print_generation(report.generation)
+    if report.train_reused:
+        out.print("training: reused the adapter in the folder (same data and settings)")
+    else:
+        style = "yellow" if report.train.shipped_identity else "green"
+        out.print(f"[{style}]{report.train.decision}[/]", highlight=False)
+    out.print(_comparison_table(report.evaluation, f"{report.test_queries} held-out questions"))
+    out.print(f"verdict: {report.evaluation.verdict}", highlight=False)
+    out.print(f"adapter, data and report.md written to {report.out}/", highlight=False)
+    if getattr(report.evaluation, "report_path", None):
+        out.print(
+            f"report: {Path(report.evaluation.report_path).resolve()} (open it in a browser)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def main() -> None:

@@ -29,3 +29,7 @@ class AdapterError(QueryfitError):
 
 class TrainingError(QueryfitError):
     """Training cannot start with the given data or settings."""
+
+
+class GenerationError(QueryfitError):
+    """Questions cannot be generated: a bad LLM setting, prompt template, or unreachable endpoint."""
