@@ -202,12 +202,8 @@ def generate_pairs(
         raise GenerationError("no passages to generate questions for; check --docs")
     filters = filters or FilterConfig()
     gen = get_generator(generator) if not hasattr(generator, "generate") else generator
-    workers = max(
-        1,
-        min(
-            concurrency or gen.concurrency, gen.concurrency if concurrency is None else concurrency
-        ),
-    )
+    # A generator's own concurrency is the most it can use (1 for a local model).
+    workers = max(1, min(concurrency or gen.concurrency, gen.concurrency))
     setting = gen.setting() | {"questions_per_passage": questions_per_passage, "seed": seed}
     own_journal = not isinstance(journal, Journal)
     if isinstance(journal, Journal):
@@ -452,6 +448,7 @@ def generate(
     """
     from queryfit.embedders import get_embedder
 
+    _check_settings(questions_per_passage, concurrency, overlap_tokens, chunk_tokens)
     gen = get_generator(
         llm,
         base_url=base_url,
@@ -511,6 +508,29 @@ def generate(
     if passages_out is not None:
         write_passages(report.passages, passages_out)
     return report
+
+
+def _check_settings(
+    questions_per_passage: int,
+    concurrency: int | None,
+    overlap_tokens: int | None,
+    chunk_tokens: int | None,
+) -> None:
+    """Reject impossible settings before any file is read or model loaded."""
+    if questions_per_passage < 1:
+        raise GenerationError(
+            f"--questions-per-passage must be at least 1, not {questions_per_passage}"
+        )
+    if concurrency is not None and concurrency < 1:
+        raise GenerationError(f"--concurrency must be at least 1, not {concurrency}")
+    if overlap_tokens is not None and overlap_tokens < 0:
+        raise GenerationError(f"--overlap-tokens must be 0 or more, not {overlap_tokens}")
+    if chunk_tokens is not None and chunk_tokens < 8:
+        raise GenerationError(f"--chunk-tokens must be at least 8, not {chunk_tokens}")
+    if chunk_tokens is not None and overlap_tokens is not None and overlap_tokens >= chunk_tokens:
+        raise GenerationError(
+            f"--overlap-tokens ({overlap_tokens}) must be below --chunk-tokens ({chunk_tokens})"
+        )
 
 
 def _reasons(failures: dict[str, int]) -> str:

@@ -104,13 +104,17 @@ _PREAMBLE = re.compile(
     r"i hope|let me know|these questions|note:|questions?:?$)",
     re.I,
 )
+_LEAD_IN = re.compile(r"^([^?:]{1,60}):\s+(?=[A-Z])")
 _REQUEST = re.compile(
     r"^(?:what|how|why|when|where|which|who|whom|whose|is|are|was|were|do|does|did|can|could|"
     r"should|would|will|explain|describe|list|name|compare|define|give|tell|find|identify|"
     r"summari[sz]e|outline)\b",
     re.I,
 )
-_INLINE_SPLIT = re.compile(r"(?<=\?)\s+(?=(?:\(?\d{1,3}[.)]\s+|[-*•]\s+|Q\d*[:.]\s*)?[A-Z])")
+_INLINE_SPLIT = re.compile(
+    r"(?<=\?)\s+(?=(?:\(?\d{1,3}[.)]\s+|[-*•]\s+|Q\d*[:.]\s*)?[A-Z])"  # "...? 2. How ...?"
+    r"|(?<=[.!:])\s+(?=\(?\d{1,3}[.)]\s+[A-Z])"  # "Sure! 1. What ...?"
+)
 
 
 def _clean(line: str) -> str:
@@ -121,6 +125,9 @@ def _clean(line: str) -> str:
             break
         line = stripped
     line = line.strip().strip("*_`").strip()
+    lead = _LEAD_IN.match(line)
+    if lead and len(lead.group(1).split()) <= 6 and line.endswith("?"):
+        line = line[lead.end() :]  # "Only one: What ...?" -> "What ...?"
     if len(line) >= 2 and line[0] in "\"'“‘" and line[-1] in "\"'”’":
         line = line[1:-1].strip()
     return " ".join(line.split())
