@@ -10,7 +10,11 @@ import torch
 
 
 def corpus_softmax_loss(
-    q: torch.Tensor, docs: torch.Tensor, positives: torch.Tensor, scale: float
+    q: torch.Tensor,
+    docs: torch.Tensor,
+    positives: torch.Tensor,
+    scale: float,
+    ignore: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the relevant passages against the *whole* corpus.
 
@@ -24,14 +28,23 @@ def corpus_softmax_loss(
         docs: normalised passage vectors [N, d].
         positives: boolean mask [B, N], True where a passage is relevant to the query.
         scale: multiplier on cosine similarities (20 is a common choice).
+        ignore: optional boolean mask [B, N] of passages left out of the softmax (near-duplicates
+            of a relevant passage: likely unlabelled positives, so not negatives either).
     """
     logits = scale * (q @ docs.T)
+    if ignore is not None:
+        logits = logits.masked_fill(ignore & ~positives, float("-inf"))
     positive_logits = logits.masked_fill(~positives, float("-inf"))
     return (torch.logsumexp(logits, dim=1) - torch.logsumexp(positive_logits, dim=1)).mean()
 
 
 def in_batch_loss(
-    q: torch.Tensor, batch_docs: torch.Tensor, shared: torch.Tensor | None, scale: float
+    q: torch.Tensor,
+    batch_docs: torch.Tensor,
+    shared: torch.Tensor | None,
+    scale: float,
+    hard_docs: torch.Tensor | None = None,
+    hard_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multiple-negatives ranking loss: each query against the positives of its batch.
 
@@ -39,9 +52,17 @@ def in_batch_loss(
     ``(i, j != i)`` where batch passage ``j`` is also relevant to query ``i``; those are masked out
     so two questions about the same passage never serve as each other's negatives. Use it when the
     corpus is too large for :func:`corpus_softmax_loss` on every step.
+
+    ``hard_docs`` [B, K, d] adds K mined hard negatives per query (its own, not shared across the
+    batch); ``hard_valid`` [B, K] marks real ones (mining pads with invalid rows).
     """
     logits = scale * (q @ batch_docs.T)
     if shared is not None:
         logits = logits.masked_fill(shared, float("-inf"))
+    if hard_docs is not None:
+        hard = scale * torch.einsum("bd,bkd->bk", q, hard_docs)
+        if hard_valid is not None:
+            hard = hard.masked_fill(~hard_valid, float("-inf"))
+        logits = torch.cat([logits, hard], dim=1)
     target = torch.arange(len(q))
     return torch.nn.functional.cross_entropy(logits, target)

@@ -2,8 +2,10 @@
 
 The recipe: start from the identity, train on the training queries while scoring a held-out dev
 split after every epoch, keep the epoch count that scored best, then refit on every pair for that
-many epochs. If no epoch beats the identity on dev, ship the identity and say so: an adapter that
-makes retrieval worse is never the result.
+many epochs. On dev it also picks a blend ``alpha * adapted + (1 - alpha) * query`` (shrinking the
+learned change toward the base model; it folds into the adapter's own arrays). If nothing beats
+the identity on dev, ship the identity and say so: an adapter that makes retrieval worse on dev is
+never the result.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..vectors import RetrievalVectors
 from .config import TrainConfig
 from .losses import corpus_softmax_loss, in_batch_loss
 from .modules import build_module
+from .negatives import mine_hard_negatives, near_duplicate_mask
 
 
 @dataclass
@@ -47,9 +50,14 @@ class FitResult:
     seconds: float
     decision: str
     config: TrainConfig = field(default_factory=TrainConfig)
+    blend: float = 1.0
+    blend_scores: dict[float, float] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[EpochRecord], None]
+
+# Fewest dev queries for the uncovered-dev "longest" epoch rule (200 pairs at a 0.2 dev share).
+MIN_UNCOVERED_DEV = 40
 
 
 SMALL_PROBLEM = 20_000_000  # passage-matrix entries under which one CPU thread is fastest
@@ -80,6 +88,7 @@ def fit_adapter(
     dev: RetrievalVectors | None = None,
     refit_on: RetrievalVectors | None = None,
     on_epoch: ProgressFn | None = None,
+    dev_covered: bool | None = None,
 ) -> FitResult:
     """Train an adapter on ``train``, choosing epochs on ``dev`` and refitting on ``refit_on``.
 
@@ -89,6 +98,11 @@ def fit_adapter(
         dev: held-out queries for choosing the epoch count and for the ship/no-ship gate.
         refit_on: all pairs (train + dev) for the final fit; ``None`` keeps the dev-chosen model.
         on_epoch: called after each epoch with its record (for progress bars and reports).
+        dev_covered: ``False`` says dev questions are about passages no training question covers
+            (see :mod:`queryfit.training.splits`); such a dev cannot see what longer training
+            gains on covered passages, so ``config.uncovered_dev="longest"`` then keeps the
+            latest epoch (and largest blend) that still beats the base on dev instead of the
+            best one, when dev holds at least ``MIN_UNCOVERED_DEV`` queries.
     """
     config = config or TrainConfig()
     config.validate()
@@ -96,6 +110,9 @@ def fit_adapter(
         raise TrainingError("no training query has a relevant passage; check the dataset")
     start = time.perf_counter()
     dim = train.dim
+
+    if config.adapter == "procrustes":
+        return _fit_procrustes(train, config, dev, refit_on, start)
 
     if dev is None:
         epochs = config.epochs if config.epochs is not None else config.max_epochs
@@ -115,13 +132,32 @@ def fit_adapter(
 
     epochs = config.epochs if config.epochs is not None else config.max_epochs
     patience = None if config.epochs is not None else config.patience
-    module, history = _train(train, config, epochs, dev=dev, on_epoch=on_epoch, patience=patience)
+    # The "longest" rule trusts dev only to say "not worse than the base": that needs a dev of a
+    # reasonable size, else (tiny data) the usual best-epoch rule applies.
+    longest = (
+        dev_covered is False
+        and config.uncovered_dev == "longest"
+        and config.epochs is None
+        and len(dev.queries) >= MIN_UNCOVERED_DEV
+    )
+    module, history = _train(
+        train, config, epochs, dev=dev, on_epoch=on_epoch, patience=patience, longest=longest
+    )
     scored = [r for r in history if r.dev_score is not None]
     identity_score = scored[0].dev_score
     best = max(scored, key=lambda r: (r.dev_score, -r.epoch))
+    if longest:
+        above = [r for r in scored if r.epoch > 0 and r.dev_score > identity_score]
+        best = above[-1] if above else scored[0]
     metric = config.select_metric
+    alpha, blend_scores = 1.0, {1.0: best.dev_score}
+    if config.blend and best.epoch > 0:
+        alpha, blend_scores = _choose_blend(
+            module, dev, config, above=identity_score if longest else None
+        )
+    best_score = blend_scores[alpha]
 
-    if best.epoch == 0 or best.dev_score - identity_score <= config.min_improvement:
+    if best.epoch == 0 or best_score - identity_score <= config.min_improvement:
         decision = (
             f"no epoch beat the base model on dev {metric} ({identity_score:.4f}); "
             "shipping the identity adapter (retrieval unchanged)"
@@ -131,29 +167,35 @@ def fit_adapter(
             history,
             0,
             identity_score,
-            best.dev_score,
+            best_score,
             True,
             time.perf_counter() - start,
             decision,
             config,
+            1.0,
+            blend_scores,
         )
 
-    decision = f"dev {metric} {identity_score:.4f} -> {best.dev_score:.4f} at epoch {best.epoch}"
+    decision = f"dev {metric} {identity_score:.4f} -> {best_score:.4f} at epoch {best.epoch}"
+    if alpha < 1.0:
+        decision += f" with blend {alpha:g}"
     if refit_on is not None and config.refit:
         module, _ = _train(refit_on, config, best.epoch, dev=None)
         decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
     elif best.epoch != history[-1].epoch:
         module, _ = _train(train, config, best.epoch, dev=None)
     return FitResult(
-        _to_adapter(module, config, dim),
+        _to_adapter(module, config, dim, alpha),
         history,
         best.epoch,
         identity_score,
-        best.dev_score,
+        best_score,
         False,
         time.perf_counter() - start,
         decision,
         config,
+        alpha,
+        blend_scores,
     )
 
 
@@ -165,8 +207,13 @@ def _train(
     dev: RetrievalVectors | None,
     on_epoch: ProgressFn | None = None,
     patience: int | None = None,
+    longest: bool = False,
 ) -> tuple[torch.nn.Module, list[EpochRecord]]:
-    """Run up to ``epochs`` epochs from the identity; score dev after each (epoch 0 = identity)."""
+    """Run up to ``epochs`` epochs from the identity; score dev after each (epoch 0 = identity).
+
+    Keeps the best dev state; with ``longest``, the latest state that beats the identity on dev
+    (patience then counts epochs at or below the identity).
+    """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     module = build_module(
@@ -176,6 +223,18 @@ def _train(
     optimizer = optimizer_class(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     queries, docs, positives, first_positive = _tensors(data)
+    ignore = _ignore_mask(data, config)
+    hard_idx = hard_valid = None
+    if config.loss == "in_batch" and config.hard_negatives > 0:
+        mined = mine_hard_negatives(
+            data.queries,
+            data.docs,
+            data.relevant,
+            config.hard_negatives,
+            duplicate_threshold=config.duplicate_threshold,
+        )
+        hard_valid = torch.from_numpy(mined >= 0)
+        hard_idx = torch.from_numpy(np.maximum(mined, 0))
     history: list[EpochRecord] = []
     best_score, best_state, stale = -np.inf, None, 0
 
@@ -189,6 +248,13 @@ def _train(
             on_epoch(rec)
         if dev_score is None:
             return False
+        if longest and epoch > 0:
+            if dev_score > history[0].dev_score:
+                stale = 0
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            else:
+                stale += 1
+            return patience is not None and stale >= patience
         if dev_score > best_score:
             best_score, stale = dev_score, 0
             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -204,12 +270,17 @@ def _train(
         for batch in order.split(config.batch_size):
             q = torch.nn.functional.normalize(module(queries[batch]), dim=-1)
             if config.loss == "corpus":
-                loss = corpus_softmax_loss(q, docs, positives[batch], config.scale)
+                skip = ignore[batch] if ignore is not None else None
+                loss = corpus_softmax_loss(q, docs, positives[batch], config.scale, skip)
             else:
                 pos = first_positive[batch]
                 shared = positives[batch][:, pos] & ~torch.eye(len(batch), dtype=torch.bool)
+                if ignore is not None:
+                    shared = shared | ignore[batch][:, pos]
                 mask = shared if config.mask_shared_positives else None
-                loss = in_batch_loss(q, docs[pos], mask, config.scale)
+                hard = docs[hard_idx[batch]] if hard_idx is not None else None
+                valid = hard_valid[batch] if hard_valid is not None else None
+                loss = in_batch_loss(q, docs[pos], mask, config.scale, hard, valid)
             if config.identity_penalty:
                 loss = loss + config.identity_penalty * module.identity_distance()
             optimizer.zero_grad()
@@ -255,8 +326,145 @@ def _score(
     return loss, float(result.summary()[config.select_metric])
 
 
-def _to_adapter(module: torch.nn.Module, config: TrainConfig, dim: int) -> Adapter:
+def _ignore_mask(data: RetrievalVectors, config: TrainConfig) -> torch.Tensor | None:
+    """Near-duplicates of each query's positives, kept out of its negatives (None if none)."""
+    mask = near_duplicate_mask(data.docs, data.relevant, config.duplicate_threshold)
+    return torch.from_numpy(mask) if mask.any() else None
+
+
+def _dev_metric(adapted: np.ndarray, dev: RetrievalVectors, metric: str) -> float:
+    result = evaluate_retrieval(adapted, dev.docs, dev.relevant, metrics=[metric])
+    return float(result.summary()[metric])
+
+
+@torch.no_grad()
+def _choose_blend(
+    module: torch.nn.Module,
+    dev: RetrievalVectors,
+    config: TrainConfig,
+    above: float | None = None,
+) -> tuple[float, dict[float, float]]:
+    """Dev score of ``q + alpha (f(q) - q)`` for each alpha; the best (ties: the smallest).
+
+    With ``above`` (an uncovered dev, see ``fit_adapter``), the largest alpha scoring above it.
+    """
+    base = np.ascontiguousarray(dev.queries, dtype=np.float32)
+    change = module(torch.from_numpy(base)).numpy() - base
+    scores = {
+        float(a): _dev_metric(base + a * change, dev, config.select_metric)
+        for a in sorted(set(config.blend_grid) | {1.0})
+    }
+    best = max(scores, key=lambda a: (scores[a], -a))
+    if above is not None:
+        best = max((a for a in scores if scores[a] > above), default=best)
+    return best, scores
+
+
+def blend_params(kind: str, params: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
+    """Arrays of ``q + alpha (f(q) - q)`` for a family that starts as the identity."""
+    if alpha == 1.0:
+        return params
+    out = dict(params)
+    if kind in ("linear", "procrustes"):
+        dim = params["weight"].shape[0]
+        out["weight"] = alpha * params["weight"] + (1 - alpha) * np.eye(dim, dtype=np.float32)
+        if "bias" in params:
+            out["bias"] = alpha * params["bias"]
+    elif kind == "low_rank":
+        out["up"] = alpha * params["up"]
+    elif kind == "residual_mlp":
+        out["out_weight"] = alpha * params["out_weight"]
+        out["out_bias"] = alpha * params["out_bias"]
+    else:
+        raise TrainingError(f"cannot blend adapter type {kind!r}")
+    return out
+
+
+def _to_adapter(
+    module: torch.nn.Module, config: TrainConfig, dim: int, alpha: float = 1.0
+) -> Adapter:
     params = {
         name: value.detach().cpu().numpy().copy() for name, value in module.named_parameters()
     }
-    return Adapter(kind=config.adapter, params=params, dim=dim)
+    return Adapter(kind=config.adapter, params=blend_params(config.adapter, params, alpha), dim=dim)
+
+
+def procrustes_weight(data: RetrievalVectors) -> np.ndarray:
+    """The rotation ``R`` minimising ``sum ||R q_i - d_i||`` over (query, positive) pairs.
+
+    Closed form (orthogonal Procrustes): ``R = U Vᵀ`` from the SVD of ``Σ d_i q_iᵀ`` on unit
+    vectors; graded and multiple positives are weighted by grade.
+    """
+    q = data.queries / np.maximum(np.linalg.norm(data.queries, axis=1, keepdims=True), 1e-12)
+    d = data.docs / np.maximum(np.linalg.norm(data.docs, axis=1, keepdims=True), 1e-12)
+    cross = np.zeros((data.dim, data.dim), dtype=np.float64)
+    for i, rel in enumerate(data.relevant):
+        for p, g in rel.items():
+            if g > 0:
+                cross += g * np.outer(d[p], q[i])
+    u, _, vt = np.linalg.svd(cross)
+    return (u @ vt).astype(np.float32)
+
+
+def _fit_procrustes(
+    train: RetrievalVectors,
+    config: TrainConfig,
+    dev: RetrievalVectors | None,
+    refit_on: RetrievalVectors | None,
+    start: float,
+) -> FitResult:
+    """Closed-form rotation blended toward the identity; alpha and the gate chosen on dev."""
+    weight = procrustes_weight(train)
+    if dev is None:
+        params = blend_params("linear", {"weight": weight}, max(config.blend_grid))
+        adapter = Adapter(kind="linear", params=params, dim=train.dim)
+        return FitResult(
+            adapter,
+            [],
+            0,
+            None,
+            None,
+            False,
+            time.perf_counter() - start,
+            "procrustes rotation (no dev split to blend or gate with)",
+            config,
+        )
+    base = np.ascontiguousarray(dev.queries, dtype=np.float32)
+    metric = config.select_metric
+    identity = _dev_metric(base, dev, metric)
+    scores = {
+        float(a): _dev_metric(base + a * (base @ weight.T - base), dev, metric)
+        for a in sorted(set(config.blend_grid))
+    }
+    alpha = max(scores, key=lambda a: (scores[a], -a))
+    if scores[alpha] - identity <= config.min_improvement:
+        return FitResult(
+            Adapter.identity(train.dim),
+            [],
+            0,
+            identity,
+            scores[alpha],
+            True,
+            time.perf_counter() - start,
+            f"procrustes did not beat the base model on dev {metric} ({identity:.4f}); "
+            "shipping the identity adapter (retrieval unchanged)",
+            config,
+            1.0,
+            scores,
+        )
+    if refit_on is not None and config.refit:
+        weight = procrustes_weight(refit_on)
+    params = blend_params("linear", {"weight": weight}, alpha)
+    return FitResult(
+        Adapter(kind="linear", params=params, dim=train.dim),
+        [],
+        0,
+        identity,
+        scores[alpha],
+        False,
+        time.perf_counter() - start,
+        f"dev {metric} {identity:.4f} -> {scores[alpha]:.4f} with procrustes blend {alpha:g}",
+        config,
+        alpha,
+        scores,
+    )

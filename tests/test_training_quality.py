@@ -1,0 +1,152 @@
+"""Quality levers: coverage dev split, hard negatives, blend, Procrustes, search determinism."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from queryfit.adapters import Adapter
+from queryfit.training import TrainConfig, fit_adapter
+from queryfit.training.modules import build_module
+from queryfit.training.negatives import mine_hard_negatives, near_duplicate_mask
+from queryfit.training.search import search
+from queryfit.training.splits import coverage_of, coverage_split, duplicate_groups
+from queryfit.training.trainer import blend_params, procrustes_weight
+from queryfit.vectors import RetrievalVectors
+
+DIM = 12
+
+
+def synthetic(n_docs=40, per_doc=3, noise=0.3, seed=0) -> RetrievalVectors:
+    rng = np.random.default_rng(seed)
+    docs = rng.normal(size=(n_docs, DIM)).astype(np.float32)
+    distortion = np.eye(DIM) + 0.9 * rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
+    rows, relevant = [], []
+    for d in range(n_docs):
+        for _ in range(per_doc):
+            rows.append(docs[d] @ distortion.T + noise * rng.normal(size=DIM))
+            relevant.append({d: 1.0})
+    return RetrievalVectors(np.asarray(rows, dtype=np.float32), docs, relevant)
+
+
+def test_coverage_split_keeps_every_dev_passage_in_training():
+    v = synthetic(per_doc=2)
+    split = coverage_split(v.relevant, 0.2, seed=1)
+    assert split.mode == "covered"
+    assert len(split.dev_rows) == round(0.2 * len(v.relevant))
+    train_rel = [v.relevant[i] for i in split.train_rows]
+    dev_rel = [v.relevant[i] for i in split.dev_rows]
+    assert coverage_of(train_rel, dev_rel).all()
+    assert not set(split.train_rows) & set(split.dev_rows)
+    assert coverage_split(v.relevant, 0.2, seed=1) == split  # deterministic
+
+
+def test_coverage_split_falls_back_with_one_question_per_passage():
+    v = synthetic(per_doc=1)
+    split = coverage_split(v.relevant, 0.25, seed=0)
+    assert split.mode == "query"
+    dev_rel = [v.relevant[i] for i in split.dev_rows]
+    assert not coverage_of([v.relevant[i] for i in split.train_rows], dev_rel).any()
+    assert "not covered" in split.describe()
+
+
+def test_duplicate_questions_stay_on_one_side():
+    v = synthetic(per_doc=3)
+    queries = v.queries.copy()
+    queries[1] = queries[0]  # the same question twice
+    groups = duplicate_groups(queries)
+    assert groups[0] == groups[1] and groups[2] != groups[0]
+    for seed in range(5):
+        split = coverage_split(v.relevant, 0.3, seed, duplicate_of=groups)
+        assert (0 in split.dev_rows) == (1 in split.dev_rows)
+
+
+def test_hard_negative_mining_never_picks_a_positive_or_its_near_duplicate():
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(30, DIM)).astype(np.float32)
+    docs[7] = docs[3] + 1e-3  # near-duplicate of passage 3
+    queries = docs[[3, 5, 9, 3]] + 0.05 * rng.normal(size=(4, DIM)).astype(np.float32)
+    relevant = [{3: 1.0}, {5: 1.0, 6: 2.0}, {9: 1.0}, {3: 1.0, 11: 1.0}]
+    mined = mine_hard_negatives(queries, docs, relevant, k=29, duplicate_threshold=0.95)
+    for i, rel in enumerate(relevant):
+        picked = set(mined[i][mined[i] >= 0].tolist())
+        assert not picked & set(rel)
+        assert len(picked) == len(mined[i][mined[i] >= 0])  # no repeats
+    assert 7 not in mined[0] and 7 not in mined[3]  # the near-duplicate is left out
+    assert (mined[0] == -1).sum() == 1  # 30 docs - positive - duplicate = 28 of 29 asked
+    mask = near_duplicate_mask(docs, relevant, 0.95)
+    assert mask[0, 7] and not mask[0, 3] and not mask[2].any()
+    # Without the guard the duplicate is the hardest negative of query 0.
+    assert mine_hard_negatives(queries, docs, relevant, k=1, duplicate_threshold=1.0)[0, 0] == 7
+
+
+def test_in_batch_with_hard_negatives_trains():
+    data = synthetic()
+    split = coverage_split(data.relevant, 0.25, 0)
+    train, dev = data.select(split.train_rows), data.select(split.dev_rows)
+    config = TrainConfig(loss="in_batch", hard_negatives=4, max_epochs=15, lr=3e-3)
+    result = fit_adapter(train, config, dev=dev)
+    assert result.best_score > result.identity_score
+
+
+@pytest.mark.parametrize("kind", ["linear", "low_rank", "residual_mlp"])
+def test_blend_folds_into_the_adapter_arrays(kind):
+    torch.manual_seed(0)
+    module = build_module(kind, DIM, bias=True, hidden_dim=5, rank=3)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    params = {n: p.detach().numpy().copy() for n, p in module.named_parameters()}
+    x = np.random.default_rng(1).normal(size=(4, DIM)).astype(np.float32)
+    full = Adapter(kind=kind, params=params, dim=DIM, normalize=False).transform(x)
+    half = Adapter(kind=kind, params=blend_params(kind, params, 0.3), dim=DIM, normalize=False)
+    np.testing.assert_allclose(half.transform(x), x + 0.3 * (full - x), rtol=1e-4, atol=1e-5)
+
+
+def test_procrustes_recovers_a_rotation_and_ships_as_linear():
+    rng = np.random.default_rng(2)
+    docs = rng.normal(size=(50, DIM)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    rotation, _ = np.linalg.qr(rng.normal(size=(DIM, DIM)))
+    queries = (docs @ rotation).astype(np.float32)  # q = Rᵀ d, so R q = d
+    v = RetrievalVectors(queries, docs, [{i: 1.0} for i in range(50)])
+    np.testing.assert_allclose(procrustes_weight(v), rotation, atol=1e-4)
+    result = fit_adapter(
+        v.select(range(40)), TrainConfig(adapter="procrustes"), dev=v.select(range(40, 50))
+    )
+    assert result.adapter.kind == "linear" and not result.shipped_identity
+
+
+def test_search_is_deterministic_under_a_seed_and_reports_every_try():
+    data = synthetic()
+    split = coverage_split(data.relevant, 0.25, 0)
+    train, dev = data.select(split.train_rows), data.select(split.dev_rows)
+    grid = {"lr": (1e-3, 3e-3), "identity_penalty": (0.01, 0.0)}
+    base = TrainConfig(max_epochs=6, seed=3)
+    a, b = search(train, dev, base, grid), search(train, dev, base, grid)
+    assert len(a.tries) == 4
+    assert [t.changes for t in a.tries] == [t.changes for t in b.tries]
+    assert [t.dev_score for t in a.tries] == [t.dev_score for t in b.tries]
+    assert a.best_config == b.best_config
+    best = a.tries[a.best_index]
+    assert best.dev_score == max(t.dev_score for t in a.tries)
+    assert a.best_config.lr == best.changes["lr"] and a.best_config.seed == 3
+    assert "*" in a.table()
+
+
+def test_uncovered_dev_keeps_the_latest_epoch_that_beats_the_base():
+    data = synthetic(per_doc=1, n_docs=200)
+    split = coverage_split(data.relevant, 0.25, 0)
+    assert split.mode == "query"
+    train, dev = data.select(split.train_rows), data.select(split.dev_rows)
+    config = TrainConfig(max_epochs=12, lr=3e-3, blend=False)
+    result = fit_adapter(train, config, dev=dev, dev_covered=False)
+    identity = result.history[0].dev_score
+    above = [r.epoch for r in result.history[1:] if r.dev_score > identity]
+    assert above and result.best_epoch == above[-1]
+    best = fit_adapter(train, replace(config, uncovered_dev="best"), dev=dev, dev_covered=False)
+    top = max(result.history[1:], key=lambda r: (r.dev_score, -r.epoch))
+    assert best.best_epoch == top.epoch <= result.best_epoch
