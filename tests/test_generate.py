@@ -341,10 +341,11 @@ def test_generate_user_errors_are_one_line_and_exit_2(docs_dir, args, message, m
 
 def test_run_command_end_to_end_then_reuses_everything(docs_dir, monkeypatch):
     work = docs_dir.parent
-    done = cli(
-        "run", "--docs", "docs", "--out", "adapter", "--llm", "heuristic", "--json", cwd=work
-    )
-    assert done.returncode == 0, done.stderr
+    done = in_process(
+        "run", "--docs", "docs", "--out", "adapter", "--llm", "heuristic", "--json",
+        cwd=work, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     out = work / "adapter"
     for name in ("adapter.json", "adapter.safetensors", "report.md", "run.json"):

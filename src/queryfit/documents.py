@@ -356,11 +356,47 @@ def token_counter_for(embedder: Any = None, max_tokens: int | None = None) -> To
 
 
 def _sentence_transformers_counter(folder: Path, embedder: Any) -> TokenCounter | None:
+    """Count with the folder's own tokenizer: ``tokenizers`` on tokenizer.json (fast to load),
+    else transformers' AutoTokenizer."""
     config = folder / "sentence_bert_config.json"
     if not config.is_file():
         return None
     try:
         window = int(json.loads(config.read_text()).get("max_seq_length") or DEFAULT_MAX_TOKENS)
+    except (OSError, ValueError):
+        return None
+    encode = _fast_tokenizer(folder) or _auto_tokenizer(folder)
+    if encode is None:
+        return None
+    count_fn, special = encode
+    prefix = getattr(embedder, "document_prefix", "") or ""
+    prefix_tokens = count_fn(prefix) if prefix else 0
+    name = getattr(embedder, "model_id", folder.name)
+    return TokenCounter(count_fn, max(16, window - special - prefix_tokens), name)
+
+
+def _fast_tokenizer(folder: Path) -> tuple[Callable[[str], int], int] | None:
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        processor = tokenizer.post_processor
+        special = processor.num_special_tokens_to_add(False) if processor is not None else 0
+    except Exception:  # noqa: BLE001 - any failure: try the slower loader
+        return None
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    return count, int(special)
+
+
+def _auto_tokenizer(folder: Path) -> tuple[Callable[[str], int], int] | None:
+    try:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -368,15 +404,11 @@ def _sentence_transformers_counter(folder: Path, embedder: Any) -> TokenCounter 
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception:  # noqa: BLE001 - any failure: fall back to the estimate
         return None
-    special = tokenizer.num_special_tokens_to_add(pair=False)
-    prefix = getattr(embedder, "document_prefix", "") or ""
-    prefix_tokens = len(tokenizer.encode(prefix, add_special_tokens=False)) if prefix else 0
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
-    name = getattr(embedder, "model_id", folder.name)
-    return TokenCounter(count, max(16, window - special - prefix_tokens), name)
+    return count, int(tokenizer.num_special_tokens_to_add(pair=False))
 
 
 # --------------------------------------------------------------------------------------------

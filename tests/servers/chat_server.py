@@ -23,7 +23,6 @@ peak of concurrent requests seen.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -51,13 +50,24 @@ def passage_of(prompt: str) -> str:
 
 
 def questions_for(passage: str, n: int) -> list[str]:
-    """Deterministic, filter-proof questions: rare words of the passage in fixed frames."""
-    words = []
+    """Deterministic, filter-proof questions about the passage's main word and a few others.
+
+    The most frequent word (ties: the longest, then the first) is in every question, so
+    questions about different passages differ; none copies more than two passage words in a
+    row.
+    """
+    words: list[str] = []
+    counts: dict[str, int] = {}
     for w in re.findall(r"[A-Za-z][A-Za-z0-9-]{3,}", passage):
         lw = w.lower()
-        if lw not in _STOP and lw not in words:
-            words.append(lw)
-    words.sort(key=lambda w: (hashlib.md5(w.encode()).hexdigest(), w))
+        if lw not in _STOP:
+            counts[lw] = counts.get(lw, 0) + 1
+            if lw not in words:
+                words.append(lw)
+    if not words:
+        words = ["this", "that"]
+    key = sorted(range(len(words)), key=lambda i: (-counts.get(words[i], 0), -len(words[i]), i))[0]
+    main, others = words[key], [w for w in words if w != words[key]] or ["it"]
     frames = [
         "What is known about {0} and {1}?",
         "How does {0} relate to {1}?",
@@ -65,12 +75,7 @@ def questions_for(passage: str, n: int) -> list[str]:
         "Which role does {0} play with {1}?",
         "When is {0} used together with {1}?",
     ]
-    out = []
-    for i in range(n):
-        a = words[(2 * i) % max(1, len(words))] if words else "this"
-        b = words[(2 * i + 1) % max(1, len(words))] if words else "that"
-        out.append(frames[i % len(frames)].format(a, b))
-    return out
+    return [frames[i % len(frames)].format(main, others[i % len(others)]) for i in range(n)]
 
 
 def n_requested(prompt: str) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +155,8 @@ class ChatClient:
         self.stats = ChatStats()
         self._lock = threading.Lock()
         self._client: Any = None
+        self._epoch = 0  # bumped by close(): requests of an earlier epoch stop retrying
+        self._cancel = threading.Event()
 
     @property
     def endpoint(self) -> str:
@@ -181,22 +182,30 @@ class ChatClient:
         return self._client
 
     def close(self) -> None:
-        """Close pooled connections (a hung request in another thread fails at once)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close pooled connections and stop the retries of requests still in flight.
+
+        The client stays usable: the next request opens new connections.
+        """
+        with self._lock:
+            self._epoch += 1
+            cancel, self._cancel = self._cancel, threading.Event()
+            client, self._client = self._client, None
+        cancel.set()
+        if client is not None:
+            client.close()
 
     def __repr__(self) -> str:
         return f"ChatClient(model={self.model!r}, base_url={self.base_url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_api_key=None, _client=None, _lock=None)
+        state.update(_api_key=None, _client=None, _lock=None, _cancel=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
 
     def _add(self, **counts: float) -> None:
         with self._lock:
@@ -228,7 +237,10 @@ class ChatClient:
         are spent, and :class:`GenerationError` at once for what retrying cannot fix.
         """
         attempt = 0
+        epoch, cancel = self._epoch, self._cancel
         while True:
+            if self._epoch != epoch:
+                raise RequestFailed("cancelled", "the client was closed")
             self._add(requests=1, retries=1 if attempt else 0)
             try:
                 text = self._attempt(messages, seed)
@@ -237,7 +249,7 @@ class ChatClient:
                 failure = _Retryable("unparseable answer", str(exc))
             except _Retryable as exc:
                 failure = exc
-            if attempt >= self.max_retries:
+            if attempt >= self.max_retries or self._epoch != epoch:
                 raise RequestFailed(failure.reason, failure.detail)
             if failure.wait is not None:
                 wait = min(failure.wait, self.max_retry_wait)
@@ -247,7 +259,8 @@ class ChatClient:
             if on_wait is not None:
                 on_wait(failure.reason, wait)
             self._add(waited_seconds=wait)
-            time.sleep(wait)
+            if cancel.wait(wait):
+                raise RequestFailed("cancelled", "the client was closed")
             attempt += 1
 
     def _attempt(self, messages: list[dict[str, str]], seed: int | None) -> str:

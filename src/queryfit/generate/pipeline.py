@@ -274,6 +274,39 @@ def _run_generation(
         pending[future] = passage
         return True
 
+    def step(task: Any) -> None:
+        """Wait for finished passages, record them, keep the pipeline full."""
+        nonlocal consecutive_failures
+        done, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
+        if bar is not None:
+            bar.update(task, status=status.text())
+        for future in done:
+            passage = pending.pop(future)
+            try:
+                questions = future.result()
+            except RequestFailed as exc:
+                failures[exc.reason] += 1
+                stats.failed += 1
+                consecutive_failures += 1
+                if consecutive_failures >= FAIL_FAST_AFTER and stats.generated == 0:
+                    raise GenerationError(
+                        f"the first {consecutive_failures} passages all failed with "
+                        f"{gen.name} ({exc}); check --llm, --base-url and that the "
+                        "server is up, then rerun (finished passages are kept)"
+                    ) from None
+            else:
+                consecutive_failures = 0
+                meta = {"source": passage.source}
+                if passage.page is not None:
+                    meta["page"] = passage.page
+                jr.record(passage.id, questions, **meta)
+                stats.generated += 1
+                if on_passage is not None:
+                    on_passage(passage.id)
+            if bar is not None:
+                bar.advance(task)
+            submit_next()
+
     try:
         with bar if bar is not None else nullcontext():
             task = None
@@ -282,41 +315,18 @@ def _run_generation(
                 task = bar.add_task(
                     label, total=len(passages), completed=stats.from_journal, status=""
                 )
-            for _ in range(workers * 2):  # keep the pipeline full, never queue everything
-                if not submit_next():
-                    break
-            while pending:
-                done, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
+            try:
+                for _ in range(workers * 2):  # keep the pipeline full, never queue everything
+                    if not submit_next():
+                        break
+                while pending:
+                    step(task)
                 if bar is not None:
                     bar.update(task, status=status.text())
-                for future in done:
-                    passage = pending.pop(future)
-                    try:
-                        questions = future.result()
-                    except RequestFailed as exc:
-                        failures[exc.reason] += 1
-                        stats.failed += 1
-                        consecutive_failures += 1
-                        if consecutive_failures >= FAIL_FAST_AFTER and stats.generated == 0:
-                            raise GenerationError(
-                                f"the first {consecutive_failures} passages all failed with "
-                                f"{gen.name} ({exc}); check --llm, --base-url and that the "
-                                "server is up, then rerun (finished passages are kept)"
-                            ) from None
-                    else:
-                        consecutive_failures = 0
-                        meta = {"source": passage.source}
-                        if passage.page is not None:
-                            meta["page"] = passage.page
-                        jr.record(passage.id, questions, **meta)
-                        stats.generated += 1
-                        if on_passage is not None:
-                            on_passage(passage.id)
-                    if bar is not None:
-                        bar.advance(task)
-                    submit_next()
-            if bar is not None:
-                bar.update(task, status=status.text())
+            except BaseException:
+                if bar is not None:
+                    bar.update(task, visible=False)  # an error is one line, not a bar + a line
+                raise
     finally:
         for future in pending:
             future.cancel()
