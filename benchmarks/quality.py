@@ -31,7 +31,7 @@ from queryfit import api
 from queryfit.adapters import Adapter
 from queryfit.dataset import load_dataset
 from queryfit.embedders import get_embedder
-from queryfit.evaluate import compare, evaluate_retrieval
+from queryfit.evaluation import compare, evaluate_retrieval
 from queryfit.store import EmbeddingStore
 from queryfit.training import TrainConfig, fit_adapter
 from queryfit.training.splits import coverage_split, duplicate_groups

@@ -1,4 +1,4 @@
-"""Tests for queryfit.evaluate: exact search, trec_eval-equal metrics, paired bootstrap."""
+"""Tests for queryfit.evaluation: exact search, trec_eval-equal metrics, paired bootstrap."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from queryfit.evaluate import (
+from queryfit.evaluation import (
     DEFAULT_METRICS,
     Difference,
     Qrels,
@@ -393,5 +393,5 @@ def test_evaluate_retrieval_end_to_end() -> None:
 
 
 def test_evaluate_does_not_import_torch() -> None:
-    code = "import sys, queryfit.evaluate; sys.exit('torch' in sys.modules)"
+    code = "import sys, queryfit.evaluation; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

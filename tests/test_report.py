@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from queryfit import api
 from queryfit.cli import app
 from queryfit.dataset import QADataset, save_dataset, split_dataset
-from queryfit.evaluate import plots
-from queryfit.evaluate import report as report_module
-from queryfit.evaluate.report import ReportError, opening, render_report, write_report
+from queryfit.evaluation import plots
+from queryfit.evaluation import report as report_module
+from queryfit.evaluation.report import ReportError, opening, render_report, write_report
 from queryfit.store import EmbeddingStore
 from queryfit.training import TrainConfig
 

@@ -16,6 +16,7 @@ _EXPORTS = {
     "train": "api",
     "evaluate": "api",
     "report": "api",
+    "run": "api",  # documents -> adapter; `generate` is queryfit.api.generate (a subpackage too)
     "Adapter": "adapters",
     "load_adapter": "adapters",
     "save_adapter": "adapters",

@@ -18,8 +18,8 @@ from .adapters import Adapter, load_adapter, save_adapter
 from .dataset import QADataset, load_dataset, split_dataset
 from .embedders import Embedder, get_embedder
 from .errors import TrainingError
-from .evaluate import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
-from .evaluate.report import QueryDetails, check_report_path, query_details, write_report
+from .evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
+from .evaluation.report import QueryDetails, check_report_path, query_details, write_report
 from .generate.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
 from .store import EmbeddingStore
 from .vectors import RetrievalVectors, embed_dataset, restrict

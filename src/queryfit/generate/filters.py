@@ -204,7 +204,7 @@ def consistency_mask(
     k: int,
 ) -> list[bool]:
     """True where a question's own passage ranks within the top ``k`` of all passages (cosine)."""
-    from queryfit.evaluate.retrieval import ranks_of_relevant
+    from queryfit.evaluation.retrieval import ranks_of_relevant
 
     ranks = ranks_of_relevant(question_vectors, passage_vectors, [[r] for r in own_rows])
     return [int(r[0]) <= k for r in ranks]

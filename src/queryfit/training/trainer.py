@@ -21,7 +21,7 @@ import torch
 
 from ..adapters import Adapter
 from ..errors import TrainingError
-from ..evaluate import evaluate_retrieval
+from ..evaluation import evaluate_retrieval
 from ..vectors import RetrievalVectors
 from .config import TrainConfig
 from .losses import corpus_softmax_loss, in_batch_loss

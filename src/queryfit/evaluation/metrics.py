@@ -1,7 +1,7 @@
 """Per-query retrieval metrics with trec_eval semantics, vectorised over all queries.
 
 Per-query values (not just means) are returned because the base-vs-adapted comparison is paired:
-the bootstrap in :mod:`queryfit.evaluate.compare` resamples queries. Formulas follow trec_eval so
+the bootstrap in :mod:`queryfit.evaluation.compare` resamples queries. Formulas follow trec_eval so
 numbers can be quoted next to published results:
 
 ==============  ===================  ==========================================================

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from queryfit.evaluate.compare import (
+from queryfit.evaluation.compare import (
     Difference,
     compare,
     comparison_table,
     paired_bootstrap,
 )
-from queryfit.evaluate.metrics import (
+from queryfit.evaluation.metrics import (
     DEFAULT_METRICS,
     METRIC_KINDS,
     Qrels,
@@ -25,7 +25,7 @@ from queryfit.evaluate.metrics import (
     per_query_metrics,
     required_depth,
 )
-from queryfit.evaluate.retrieval import SIMILARITIES, ranks_of_relevant, top_k
+from queryfit.evaluation.retrieval import SIMILARITIES, ranks_of_relevant, top_k
 
 __all__ = [
     "DEFAULT_METRICS",

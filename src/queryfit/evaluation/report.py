@@ -13,7 +13,7 @@ Sections, top to bottom:
 * **Run facts**: base model, adapter type and size, data fingerprints, pairs used, training
   time, model calls made vs texts served from the embedding store.
 
-Headline and plots are plain HTML and inline SVG (see :mod:`queryfit.evaluate.plots`), so they
+Headline and plots are plain HTML and inline SVG (see :mod:`queryfit.evaluation.plots`), so they
 render without JavaScript; a few lines of script only sort and filter the query table. Nothing is
 fetched from the network.
 
@@ -795,7 +795,7 @@ def render_report(report: Any, *, title: str | None = None, path: str | Path | N
         ]
     )
     template = Template(
-        resources.files("queryfit.evaluate").joinpath("templates/report.html").read_text("utf-8")
+        resources.files("queryfit.evaluation").joinpath("templates/report.html").read_text("utf-8")
     )
     return template.substitute(
         title=escape(title),
