@@ -34,6 +34,7 @@ from queryfit.embedders import get_embedder
 from queryfit.evaluation import compare, evaluate_retrieval
 from queryfit.store import EmbeddingStore
 from queryfit.training import TrainConfig, fit_adapter
+from queryfit.training.config import llamaindex_recipe
 from queryfit.training.splits import coverage_split, duplicate_groups
 from queryfit.vectors import RetrievalVectors, embed_dataset
 
@@ -41,21 +42,6 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10
 METRICS = ("hit@1", "hit@5", "hit@10", "mrr@5", "mrr@10", "ndcg@10")
 SHOWN = ("hit@1", "hit@5", "hit@10", "mrr@5", "mrr@10", "ndcg@10")
 
-LLAMAINDEX_RECIPE = TrainConfig(
-    adapter="linear",
-    bias=False,
-    loss="in_batch",
-    scale=20.0,
-    optimizer="adamw",
-    lr=2e-5,
-    weight_decay=0.01,
-    identity_penalty=0.0,
-    batch_size=10,
-    epochs=4,
-    shuffle=False,
-    mask_shared_positives=False,
-    blend=False,
-)
 
 LEVERS: dict[str, dict] = {
     "no blend": {"blend": False},
@@ -143,7 +129,7 @@ def protocol(name, train, test, levers, n_resamples, out):
     base = Adapter.identity(train.dim)
     base_pq = per_query(base, test)
     rows = [row("base", base, test, base_pq, n_resamples)]
-    recipe = fit_adapter(train, LLAMAINDEX_RECIPE).adapter
+    recipe = fit_adapter(train, llamaindex_recipe()).adapter
     rows.append(row("llamaindex recipe", recipe, test, base_pq, n_resamples))
     start = time.perf_counter()
     default = train_like_api(train, TrainConfig())

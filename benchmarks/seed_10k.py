@@ -20,28 +20,12 @@ from queryfit.adapters import Adapter
 from queryfit.dataset import load_dataset
 from queryfit.embedders import get_embedder
 from queryfit.store import EmbeddingStore
-from queryfit.training import TrainConfig, fit_adapter
+from queryfit.training import fit_adapter
+from queryfit.training.config import llamaindex_recipe
 from queryfit.vectors import embed_dataset
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10k"
 METRICS = ("hit@5", "mrr@5", "ndcg@10")
-
-# LlamaIndex's EmbeddingAdapterFinetuneEngine defaults: linear layer without bias from the
-# identity, in-batch MNRL at scale 20, AdamW lr 2e-5, batch 10, 4 epochs, data in file order.
-LLAMAINDEX_RECIPE = TrainConfig(
-    adapter="linear",
-    bias=False,
-    loss="in_batch",
-    scale=20.0,
-    optimizer="adamw",
-    lr=2e-5,
-    weight_decay=0.01,
-    identity_penalty=0.0,
-    batch_size=10,
-    epochs=4,
-    shuffle=False,
-    mask_shared_positives=False,
-)
 
 
 def main() -> int:
@@ -73,7 +57,7 @@ def main() -> int:
     # LlamaIndex recipe, replayed on the cached Lyft vectors.
     lyft = embed_dataset(train_set, embedder, store, progress=False)
     start = time.perf_counter()
-    recipe = fit_adapter(lyft, LLAMAINDEX_RECIPE).adapter
+    recipe = fit_adapter(lyft, llamaindex_recipe()).adapter
     recipe_seconds = time.perf_counter() - start
 
     # queryfit's default, end to end through the API on the warm store, then a second full run

@@ -73,3 +73,26 @@ class TrainConfig:
             raise TrainingError(f"blend_grid values must lie in (0, 1], got {self.blend_grid}")
         if self.epochs is not None and self.epochs < 0:
             raise TrainingError(f"epochs must be >= 0, got {self.epochs}")
+
+
+def llamaindex_recipe() -> TrainConfig:
+    """LlamaIndex's ``EmbeddingAdapterFinetuneEngine`` defaults, to replay on cached vectors.
+
+    A linear layer without bias from the identity, in-batch MNRL at scale 20 with no masking of
+    shared passages, AdamW lr 2e-5, batch 10, 4 epochs, data in file order, no dev split.
+    """
+    return TrainConfig(
+        adapter="linear",
+        bias=False,
+        loss="in_batch",
+        scale=20.0,
+        optimizer="adamw",
+        lr=2e-5,
+        weight_decay=0.01,
+        identity_penalty=0.0,
+        batch_size=10,
+        epochs=4,
+        shuffle=False,
+        mask_shared_positives=False,
+        blend=False,
+    )
