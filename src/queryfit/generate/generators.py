@@ -24,8 +24,10 @@ With no spec, ``smollm2`` is used when installed, else ``heuristic`` (with a war
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import random
 import threading
 import warnings
@@ -247,10 +249,12 @@ class SmolLM2Generator:
             hf_logging.disable_progress_bar()
             folder, name = str(self.path.parent), self.path.name
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-                self._model = AutoModelForCausalLM.from_pretrained(
-                    folder, gguf_file=name, dtype=torch.float32
-                ).to(self.device)
+                # transformers draws its own GGUF conversion bar with plain tqdm: keep it quiet.
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+                    self._model = AutoModelForCausalLM.from_pretrained(
+                        folder, gguf_file=name, dtype=torch.float32
+                    ).to(self.device)
             except Exception as exc:  # noqa: BLE001 - name the file and the fix
                 raise GenerationError(
                     f"cannot load SmolLM2 from {self.path}: {type(exc).__name__}: {exc}; "
@@ -291,12 +295,12 @@ class SmolLM2Generator:
             return []  # a small model's miss is final for this seed; recorded as no question
 
 
-#: A shorter prompt: a 135M model follows a brief instruction better than a long rule list.
+#: A shorter prompt, passage first: a 135M model follows a brief instruction that comes last
+#: better than a long rule list (tried on a handful of passages; see the README for what to expect).
 SMOL_TEMPLATE = """\
-Write {n} different questions that are answered by the following text. \
-Write one question per line.
+{passage}
 
-Text: {passage}"""
+Write {n} questions that this text answers. One question per line."""
 
 
 # --------------------------------------------------------------------------------------------

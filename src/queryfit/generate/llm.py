@@ -79,16 +79,19 @@ def _retry_after(headers: Any) -> float | None:
     return parse_retry_after(headers.get("retry-after"))
 
 
-def _server_message(response: Any) -> str:
-    """The server's own error message, shortened, for the user to read."""
+def _server_message(response: Any, secret: str | None = None) -> str:
+    """The server's own error message, shortened, with the key masked should it echo it."""
     try:
         body = response.json()
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
         if not message and isinstance(body, dict):
             message = body.get("message") or body.get("detail")
     except ValueError:
         message = response.text
     message = " ".join(str(message or "").split())
+    if secret:
+        message = message.replace(secret, "***")
     return f" ({message[:200]})" if message else ""
 
 
@@ -278,30 +281,29 @@ class ChatClient:
         except httpx.TransportError as exc:
             raise _Retryable("connection failed", type(exc).__name__) from None
         status = response.status_code
+        said = _server_message(response, self._api_key) if status >= 400 else ""
         if status in RETRY_STATUSES:
             if status == 429:
                 self._add(rate_limited=1)
             wait = _retry_after(response.headers) if status in (429, 503) else None
             reason = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
-            raise _Retryable(reason, _server_message(response).strip(" ()"), wait)
+            raise _Retryable(reason, said.strip(" ()"), wait)
         if status in (401, 403):
             hint = (
                 "set $OPENAI_API_KEY or $QUERYFIT_LLM_API_KEY (or pass --api-key)"
                 if not self._api_key
                 else "check the key in --api-key / $QUERYFIT_LLM_API_KEY / $OPENAI_API_KEY"
             )
-            raise GenerationError(
-                f"{where} refused the request (HTTP {status}{_server_message(response)}); {hint}"
-            )
+            raise GenerationError(f"{where} refused the request (HTTP {status}{said}); {hint}")
         if status == 404:
             raise GenerationError(
                 f"{where}: HTTP 404 for {self.endpoint}/chat/completions"
-                f"{_server_message(response)}; check the model name and --base-url "
+                f"{said}; check the model name and --base-url "
                 "(OpenAI-compatible servers usually end in /v1)"
             )
         if status >= 400:
             raise GenerationError(
-                f"{where} rejected the request (HTTP {status}{_server_message(response)}); "
+                f"{where} rejected the request (HTTP {status}{said}); "
                 "check the model name and the prompt template"
             )
         try:
