@@ -465,7 +465,9 @@ LlmKeyOpt = typer.Option(
 PromptOpt = typer.Option(
     None, "--prompt", help="Prompt template file with {passage} and {n} (--- splits off a system)."
 )
-PerPassageOpt = typer.Option(2, "--questions-per-passage", "-n", help="Questions asked per passage.")
+PerPassageOpt = typer.Option(
+    2, "--questions-per-passage", "-n", help="Questions asked per passage."
+)
 ConcurrencyOpt = typer.Option(8, help="LLM requests in flight at once.")
 TimeoutOpt = typer.Option(60.0, help="Seconds one LLM request may take.")
 RetriesOpt = typer.Option(5, help="Retries of a failed LLM request (429, 5xx, timeout, junk).")

@@ -32,4 +32,4 @@ class TrainingError(QueryfitError):
 
 
 class GenerationError(QueryfitError):
-    """Questions cannot be generated: a bad LLM setting, prompt template, or unreachable endpoint."""
+    """Questions cannot be generated: bad LLM settings or prompt, or an unreachable endpoint."""
