@@ -363,9 +363,10 @@ def test_run_command_end_to_end_then_reuses_everything(docs_dir, monkeypatch):
 
     again = in_process(
         "run", "--docs", "docs", "--out", "adapter", "--llm", "heuristic", "--quiet",
-        cwd=work, monkeypatch=monkeypatch,
+        "--report", "elsewhere.html", cwd=work, monkeypatch=monkeypatch,
     )  # fmt: skip
     assert again.exit_code == 0, again.output
+    assert (out / "report.html").is_file() and (work / "elsewhere.html").is_file()
     assert "0 passages asked" in again.stdout
     assert "reused the adapter" in again.stdout and "verdict:" in again.stdout
     facts = json.loads((out / "run.json").read_text())

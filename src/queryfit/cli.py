@@ -625,6 +625,9 @@ def run(
     max_copied_words: int = MaxCopiedOpt,
     consistency_k: int = ConsistencyOpt,
     test_fraction: float = typer.Option(0.2, help="Share of questions held out for the test."),
+    report_out: Path = typer.Option(
+        None, "--report", help="HTML report path [default: <out>/report.html]."
+    ),
     adapter: str = typer.Option(_D.adapter, help="linear, low_rank or residual_mlp."),
     seed: int = typer.Option(0, help="Random seed (runs are deterministic)."),
     store: Path = StoreOpt,
@@ -660,6 +663,7 @@ def run(
         test_fraction=test_fraction,
         config=TrainConfig(adapter=adapter, seed=seed),
         seed=seed,
+        report=report_out,
         progress=not (quiet or as_json),
     )
     if as_json:

@@ -10,7 +10,6 @@ adapter folder already holds an adapter trained on exactly the same data and set
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import tempfile
@@ -92,6 +91,7 @@ def run(
     test_fraction: float = 0.2,
     config: Any = None,
     seed: int = 0,
+    report: str | Path | None = None,
     progress: bool = True,
 ) -> RunReport:
     """Generate pairs from ``docs``, split, train an adapter into ``out``, and evaluate it.
@@ -100,7 +100,8 @@ def run(
     train and test splits, passages with their sources), ``report.md`` and ``run.json``. The test
     split is ``test_fraction`` of the questions, held out leak-free (near-duplicate questions stay
     on one side) and never seen by training, which holds out its own dev split on top. Takes the
-    generation options of :func:`queryfit.generate.generate` and a ``TrainConfig``.
+    generation options of :func:`queryfit.generate.generate` and a ``TrainConfig``. The HTML
+    report goes to ``report`` (default ``out/report.html``).
 
     Example::
 
@@ -171,10 +172,14 @@ def run(
             trained = api.train(
                 train_part, model=embedder, out=out, config=config, store=db, progress=progress
             )
-        eval_kwargs: dict[str, Any] = {"model": embedder, "store": db, "progress": progress}
-        if "report" in inspect.signature(api.evaluate).parameters:
-            eval_kwargs["report"] = out / "report.html"
-        evaluation = api.evaluate(test_part, out, **eval_kwargs)
+        evaluation = api.evaluate(
+            test_part,
+            out,
+            model=embedder,
+            store=db,
+            progress=progress,
+            report=report if report is not None else out / "report.html",
+        )
     finally:
         if db is not store:
             db.close()
