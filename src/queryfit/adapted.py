@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from queryfit.adapters import Adapter, load_adapter
+from queryfit.adapters import Adapter, check_fits, load_adapter
 from queryfit.embedders import Embedder, get_embedder
 from queryfit.embedders.base import Kind, check_kind
 from queryfit.errors import AdapterError
@@ -52,25 +52,6 @@ def as_adapter(adapter: Adapter | str | Path, *, force: bool = False) -> Adapter
     return load_adapter(folder, force=force)
 
 
-def check_adapter_fits(adapter: Adapter, model_id: str | None, dim: int | None) -> None:
-    """Refuse an adapter trained for another model or dimension (same rules as load_adapter).
-
-    ``None`` skips that check: a framework object's identity cannot always be told.
-    """
-    trained_for = adapter.base_model.get("id")
-    if model_id is not None and trained_for and trained_for != model_id:
-        raise AdapterError(
-            f"adapter was trained for {trained_for}, not {model_id}; use its own base model, or "
-            "pass force=True (--force) if you know they match"
-        )
-    if dim is not None and dim != adapter.dim:
-        raise AdapterError(
-            f"adapter expects {adapter.dim}-dimensional queries, {model_id or 'the model'} gives "
-            f"{dim}; use the "
-            f"adapter's base model ({trained_for or 'unknown'})"
-        )
-
-
 class AdaptedEmbedder:
     """A base embedder with a query adapter: an ``Embedder`` in its own right.
 
@@ -92,7 +73,7 @@ class AdaptedEmbedder:
         self.base: Embedder = get_embedder(base)
         if not force:
             # Checking dim may load a local model or probe an API once: only when both are known.
-            check_adapter_fits(self.adapter, self.base.model_id, None)
+            check_fits(self.adapter, self.base.model_id, None)
         self.force = force
         self.digest = adapter_digest(self.adapter)
         self.model_id = f"{self.base.model_id}+adapter:{self.digest}"
@@ -141,7 +122,7 @@ class AdaptedEmbedder:
         """Vector size: the base model's (an adapter maps queries into the documents' space)."""
         dim = int(self.base.dim)
         if not self._checked_dim and not self.force:
-            check_adapter_fits(self.adapter, self.base.model_id, dim)
+            check_fits(self.adapter, self.base.model_id, dim)
             self._checked_dim = True
         return dim
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .adapters import Adapter, load_adapter, save_adapter
+from .adapters import Adapter, check_fits, load_adapter, save_adapter
 from .dataset import QADataset, load_dataset, split_dataset
 from .embedders import Embedder, get_embedder
 from .errors import TrainingError
@@ -308,7 +308,7 @@ def evaluate(
         else model
     )
     if not force:
-        adapter = _checked(adapter, embedder)
+        check_fits(adapter, embedder.model_id, embedder.dim)
     if headline not in metrics:
         metrics = (*metrics, headline)
     dataset, store = _as_dataset(data), _as_store(store)
@@ -360,21 +360,3 @@ def report(
     :func:`evaluate`; with a warm store it makes no model calls. The path is in ``report_path``.
     """
     return evaluate(data, adapter, report=out, **kwargs)
-
-
-def _checked(adapter: Adapter, embedder: Embedder) -> Adapter:
-    """Refuse an adapter trained for another model, with the same rules as ``load_adapter``."""
-    from .errors import AdapterError
-
-    trained_for = adapter.base_model.get("id")
-    if trained_for and trained_for != embedder.model_id:
-        raise AdapterError(
-            f"adapter was trained for {trained_for}, not {embedder.model_id}; evaluate with its "
-            "own base model, or pass --force if you know they match"
-        )
-    if adapter.dim != embedder.dim:
-        raise AdapterError(
-            f"adapter expects {adapter.dim}-dimensional queries, {embedder.model_id} gives "
-            f"{embedder.dim}"
-        )
-    return adapter

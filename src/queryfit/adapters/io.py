@@ -82,18 +82,6 @@ def load_adapter(
     except (SafetensorError, OSError, ValueError) as exc:
         raise AdapterError(f"{weights_path} is not a readable safetensors file ({exc})") from exc
 
-    trained_for = meta.get("base_model", {}).get("id")
-    if not force:
-        if model_id is not None and trained_for is not None and model_id != trained_for:
-            raise AdapterError(
-                f"adapter {folder} was trained for {trained_for}, not {model_id}; use it with "
-                "its own base model, or pass --force (force=True) if you know they match"
-            )
-        if dim is not None and int(meta.get("dim", -1)) != dim:
-            raise AdapterError(
-                f"adapter {folder} expects {meta.get('dim')}-dimensional queries, the model "
-                f"gives {dim}; use the adapter's base model ({trained_for})"
-            )
     known = {
         "format_version",
         "queryfit_version",
@@ -105,7 +93,7 @@ def load_adapter(
         "parameters",
     }
     try:
-        return Adapter(
+        adapter = Adapter(
             kind=meta["type"],
             params=params,
             dim=int(meta["dim"]),
@@ -116,6 +104,30 @@ def load_adapter(
         )
     except KeyError as exc:
         raise AdapterError(f"{config_path} lacks the field {exc}; retrain the adapter") from exc
+    if not force:
+        check_fits(adapter, model_id, dim, source=str(folder))
+    return adapter
+
+
+def check_fits(
+    adapter: Adapter, model_id: str | None, dim: int | None, *, source: str = "adapter"
+) -> None:
+    """Refuse an adapter trained for another base model or dimension.
+
+    The arrays would still multiply, but the result would be meaningless. ``None`` skips that
+    check (a framework object's identity cannot always be told).
+    """
+    trained_for = adapter.base_model.get("id")
+    if model_id is not None and trained_for and trained_for != model_id:
+        raise AdapterError(
+            f"{source} was trained for {trained_for}, not {model_id}; use it with its own base "
+            "model, or pass --force (force=True) if you know they match"
+        )
+    if dim is not None and dim != adapter.dim:
+        raise AdapterError(
+            f"{source} expects {adapter.dim}-dimensional queries, {model_id or 'the model'} "
+            f"gives {dim}; use the adapter's base model ({trained_for or 'unknown'})"
+        )
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:

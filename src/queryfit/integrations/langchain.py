@@ -28,8 +28,8 @@ require("langchain_core", "langchain", "queryfit.integrations.langchain")
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
-from queryfit.adapted import as_adapter, check_adapter_fits  # noqa: E402
-from queryfit.adapters import Adapter  # noqa: E402
+from queryfit.adapted import as_adapter  # noqa: E402
+from queryfit.adapters import Adapter, check_fits  # noqa: E402
 
 __all__ = ["AdaptedEmbeddings", "QueryfitEmbeddings", "to_langchain"]
 
@@ -80,13 +80,13 @@ class AdaptedEmbeddings(Embeddings):
         self.force = force
         self.model_id = model_id
         if model_id is not None and not force:
-            check_adapter_fits(self.adapter, model_id, None)
+            check_fits(self.adapter, model_id, None)
         self._checked = False
 
     def _adapt(self, vector: list[float]) -> list[float]:
         array = np.asarray(vector, dtype=np.float32)
         if not self._checked and not self.force:
-            check_adapter_fits(self.adapter, None, int(array.shape[-1]))
+            check_fits(self.adapter, None, int(array.shape[-1]))
             self._checked = True
         return self.adapter.transform(array).tolist()
 

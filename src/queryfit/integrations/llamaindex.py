@@ -36,8 +36,8 @@ from llama_index.core.bridge.pydantic import PrivateAttr  # noqa: E402
 from llama_index.core.callbacks import CallbackManager  # noqa: E402
 from llama_index.core.constants import DEFAULT_EMBED_BATCH_SIZE  # noqa: E402
 
-from queryfit.adapted import as_adapter, check_adapter_fits  # noqa: E402
-from queryfit.adapters import Adapter  # noqa: E402
+from queryfit.adapted import as_adapter  # noqa: E402
+from queryfit.adapters import Adapter, check_fits  # noqa: E402
 
 __all__ = [
     "AdaptedEmbeddingModel",
@@ -138,7 +138,7 @@ class AdaptedEmbeddingModel(BaseEmbedding):
             raise TypeError("give exactly one of adapter_path and adapter")
         loaded = as_adapter(adapter if adapter is not None else adapter_path, force=force)
         if model_id is not None and not force:
-            check_adapter_fits(loaded, model_id, None)
+            check_fits(loaded, model_id, None)
         super().__init__(
             embed_batch_size=embed_batch_size,
             callback_manager=callback_manager or base_embed_model.callback_manager,
@@ -164,7 +164,7 @@ class AdaptedEmbeddingModel(BaseEmbedding):
             return vector
         array = np.asarray(vector, dtype=np.float32)
         if not self._checked and not self._force:
-            check_adapter_fits(self._adapter, None, int(array.shape[-1]))
+            check_fits(self._adapter, None, int(array.shape[-1]))
             self._checked = True
         return self._adapter.transform(array).tolist()
 
