@@ -86,6 +86,7 @@ def test_train_then_evaluate_with_json(workdir):
     "args, message",
     [
         (["train", "--data", "missing.json", "--out", "a"], "no such file"),
+        (["train", "--data", "runs[1].json", "--out", "a"], "runs[1].json"),  # not rich markup
         (["evaluate", "--data", "test.json", "--adapter", "nowhere"], "not an adapter folder"),
         (["train", "--data", "train.json", "--out", "a", "--model", "bogus:thing"], "bogus"),
         (["train", "--data", "train.json", "--out", "a", "--split-by", "topic"], "--split-by"),

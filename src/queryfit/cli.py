@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import QueryfitError
@@ -70,14 +71,16 @@ def user_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         def show(message: Any, category: Any, *_: Any, **__: Any) -> None:
-            err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+            )
 
         previous = warnings.showwarning
         warnings.showwarning = show
         try:
             return fn(*args, **kwargs)
         except QueryfitError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished work is kept in the store, rerun to resume")
@@ -223,7 +226,7 @@ def train(
         out.print("search on the dev split (* = chosen):", highlight=False)
         out.print(report.adapter.config["search"], highlight=False, markup=False)
     style = "yellow" if report.shipped_identity else "green"
-    out.print(f"[{style}]{report.decision}[/]", highlight=False)
+    out.print(f"[{style}]{escape(report.decision)}[/]", highlight=False)
     out.print(
         f"adapter ({report.adapter.kind}, {report.adapter.num_parameters:,} parameters) "
         f"saved to {report.out}; trained in {report.seconds:.1f}s; "
@@ -673,7 +676,7 @@ def run(
         out.print("training: reused the adapter in the folder (same data and settings)")
     else:
         style = "yellow" if report.train.shipped_identity else "green"
-        out.print(f"[{style}]{report.train.decision}[/]", highlight=False)
+        out.print(f"[{style}]{escape(report.train.decision)}[/]", highlight=False)
     out.print(_comparison_table(report.evaluation, f"{report.test_queries} held-out questions"))
     out.print(f"verdict: {report.evaluation.verdict}", highlight=False)
     out.print(f"adapter, data and report.md written to {report.out}/", highlight=False)
