@@ -102,6 +102,10 @@ class BaseEmbedder:
         """Extra settings that change vectors (e.g. normalisation); part of the store key."""
         return []
 
+    def _kind_options(self, kind: Kind) -> list[str]:
+        """Settings that depend on the kind (e.g. an API's input_type); part of the store key."""
+        return []
+
     def prefix_for(self, kind: Kind) -> str:
         """The prefix applied to texts of this kind."""
         return self.query_prefix if check_kind(kind) == "query" else self.document_prefix
@@ -112,8 +116,14 @@ class BaseEmbedder:
         The kind itself is left out on purpose: a symmetric model with equal prefixes makes the same
         vector for a text whether it is a query or a document, so both share one cache entry.
         """
-        prefix = self.prefix_for(kind)
-        parts = [self.model_id, f"dim={self.dim}", *self._key_options(), f"prefix={prefix!r}"]
+        check_kind(kind)  # before ``dim``, which may load a model or send a probe request
+        parts = [
+            self.model_id,
+            f"dim={self.dim}",
+            *self._key_options(),
+            *self._kind_options(kind),
+            f"prefix={self.prefix_for(kind)!r}",
+        ]
         return "|".join(parts)
 
     def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:

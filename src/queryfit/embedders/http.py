@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from queryfit.embedders.base import BaseEmbedder, Kind, check_kind, check_vectors
+from queryfit.embedders.base import BaseEmbedder, Kind, check_vectors
 from queryfit.errors import EmbedderError
 
 #: HTTP statuses worth another try: rate limits, timeouts at a proxy, and server trouble.
@@ -212,10 +212,6 @@ class HTTPEmbedder(BaseEmbedder):
         """Vectors, in input order, from one decoded JSON response; raise ValueError if odd."""
         raise NotImplementedError
 
-    def _kind_options(self, kind: Kind) -> list[str]:
-        """Settings that depend on the kind (e.g. Cohere's input_type); part of the store key."""
-        return []
-
     def _key_options(self) -> list[str]:
         """Settings that change vectors; the endpoint is one, unless it is the provider's own."""
         opts = []
@@ -237,18 +233,6 @@ class HTTPEmbedder(BaseEmbedder):
             out = self._call(["dimension probe"], "document")
             self._dim = int(out.shape[1])
         return self._dim
-
-    def store_key(self, kind: Kind) -> str:
-        """Provider, model, size, endpoint, kind-specific settings and prefix; never the key."""
-        check_kind(kind)
-        parts = [
-            self.model_id,
-            f"dim={self.dim}",
-            *self._key_options(),
-            *self._kind_options(kind),
-            f"prefix={self.prefix_for(kind)!r}",
-        ]
-        return "|".join(parts)
 
     def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
         batches = list(self._split(texts))

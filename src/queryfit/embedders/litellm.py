@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from queryfit.embedders.base import BaseEmbedder, Kind, check_vectors
-from queryfit.embedders.http import RequestStats, check_positive
+from queryfit.embedders.http import RequestStats, check_positive, endpoint_label
 from queryfit.errors import EmbedderError
 
 _INSTALL_HINT = "pip install 'queryfit[litellm]'"
@@ -93,8 +93,6 @@ class LiteLLMEmbedder(BaseEmbedder):
     def _key_options(self) -> list[str]:
         opts = [f"dimensions={self.dimensions}"] if self.dimensions else []
         if self.base_url:
-            from queryfit.embedders.http import endpoint_label
-
             opts.append(f"endpoint={endpoint_label(self.base_url)}")
         return opts
 
