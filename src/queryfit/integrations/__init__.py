@@ -7,6 +7,11 @@ needs ``pip install 'queryfit[llamaindex]'``, ``queryfit.integrations.langchain`
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
+from queryfit.adapters import Adapter, check_fits
 from queryfit.errors import QueryfitError
 
 
@@ -25,3 +30,15 @@ def require(module: str, extra: str, what: str) -> None:
             f"{what} needs {module.split('.')[0].replace('_', '-')}; install it with "
             f"`pip install 'queryfit[{extra}]'`"
         ) from exc
+
+
+def adapt_query(adapter: Adapter, vector: Any, *, check: bool) -> list[float]:
+    """One base-model query vector through ``adapter``, as a list of floats.
+
+    With ``check`` a vector of another size than the adapter's is refused with check_fits' message
+    (the comparison is cheap, so it runs on every query).
+    """
+    array = np.asarray(vector, dtype=np.float32)
+    if check:
+        check_fits(adapter, None, int(array.shape[-1]))
+    return adapter.transform(array).tolist()

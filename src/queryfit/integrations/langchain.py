@@ -20,9 +20,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from queryfit.integrations import require
+from queryfit.integrations import adapt_query, require
 
 require("langchain_core", "langchain", "queryfit.integrations.langchain")
 
@@ -81,14 +79,9 @@ class AdaptedEmbeddings(Embeddings):
         self.model_id = model_id
         if model_id is not None and not force:
             check_fits(self.adapter, model_id, None)
-        self._checked = False
 
     def _adapt(self, vector: list[float]) -> list[float]:
-        array = np.asarray(vector, dtype=np.float32)
-        if not self._checked and not self.force:
-            check_fits(self.adapter, None, int(array.shape[-1]))
-            self._checked = True
-        return self.adapter.transform(array).tolist()
+        return adapt_query(self.adapter, vector, check=not self.force)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.base.embed_documents(texts)

@@ -25,9 +25,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from queryfit.integrations import require
+from queryfit.integrations import adapt_query, require
 
 require("llama_index.core", "llamaindex", "queryfit.integrations.llamaindex")
 
@@ -118,7 +116,6 @@ class AdaptedEmbeddingModel(BaseEmbedding):
     _adapter: Any = PrivateAttr()
     _transform_query: bool = PrivateAttr()
     _force: bool = PrivateAttr()
-    _checked: bool = PrivateAttr()
 
     def __init__(
         self,
@@ -148,7 +145,6 @@ class AdaptedEmbeddingModel(BaseEmbedding):
         self._adapter = loaded
         self._transform_query = transform_query
         self._force = force
-        self._checked = False
 
     @classmethod
     def class_name(cls) -> str:
@@ -162,11 +158,7 @@ class AdaptedEmbeddingModel(BaseEmbedding):
     def _adapt(self, vector: list[float]) -> list[float]:
         if not self._transform_query:
             return vector
-        array = np.asarray(vector, dtype=np.float32)
-        if not self._checked and not self._force:
-            check_fits(self._adapter, None, int(array.shape[-1]))
-            self._checked = True
-        return self._adapter.transform(array).tolist()
+        return adapt_query(self._adapter, vector, check=not self._force)
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._adapt(self._base_embed_model._get_query_embedding(query))
