@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from ..errors import AdapterError
 from .base import Adapter
+from .io import save_adapter, write_json_atomic
 
 LLAMAINDEX_CONFIG = "config.json"
 LLAMAINDEX_WEIGHTS = "pytorch_model.bin"
@@ -238,9 +238,7 @@ def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") ->
         "files": [p.name for p in written],
     }
     info_path = out / EXPORT_INFO
-    tmp = info_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, info_path)
+    write_json_atomic(info_path, info)
     return [*written, info_path]
 
 
@@ -298,8 +296,6 @@ def import_llamaindex_adapter(
     document_prefix: str = "",
 ) -> Adapter:
     """Convert a LlamaIndex adapter folder and save it as a queryfit adapter folder at ``out``."""
-    from .io import save_adapter
-
     adapter = load_llamaindex_adapter(
         source, base_model=base_model, query_prefix=query_prefix, document_prefix=document_prefix
     )

@@ -42,12 +42,11 @@ def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
         "parameters": adapter.num_parameters,
         **adapter.config,
     }
-    weights = {name: array for name, array in adapter.params.items()}
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
         tmp_weights = Path(tmp.name)
-    save_file(weights, str(tmp_weights), metadata={"format": "queryfit-adapter"})
+    save_file(adapter.params, str(tmp_weights), metadata={"format": "queryfit-adapter"})
     os.replace(tmp_weights, folder / WEIGHTS_FILE)
-    _write_json_atomic(folder / CONFIG_FILE, meta)
+    write_json_atomic(folder / CONFIG_FILE, meta)
     return folder
 
 
@@ -130,7 +129,8 @@ def check_fits(
         )
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON through a temporary file, so no reader sees half."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
