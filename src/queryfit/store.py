@@ -68,6 +68,19 @@ def vector_checksum(blob: bytes) -> bytes:
     return hashlib.blake2b(blob, digest_size=16).digest()
 
 
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken up front; rolled back on any failure, the COMMIT's included."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 @dataclass
 class StoreStats:
     """Cumulative counters for one store object; texts are counted once per request."""
@@ -131,8 +144,7 @@ class EmbeddingStore:
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             has_meta = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
             ).fetchone()
@@ -167,11 +179,6 @@ class EmbeddingStore:
                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -202,21 +209,10 @@ class EmbeddingStore:
             return int(row[0])
         if not create:
             return None
-        with self._transaction():
+        with _immediate(self.conn):
             self.conn.execute("INSERT OR IGNORE INTO namespaces(key) VALUES (?)", (key,))
         row = self.conn.execute("SELECT id FROM namespaces WHERE key=?", (key,)).fetchone()
         return int(row[0])
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -366,7 +362,7 @@ class EmbeddingStore:
         for h, vec in zip(hashes, vectors, strict=True):
             blob = vec.astype("<f4", copy=False).tobytes()
             rows.append((ns_id, h, dim, blob, vector_checksum(blob)))
-        with self._transaction():
+        with _immediate(self.conn):
             self.conn.executemany(
                 "INSERT OR REPLACE INTO embeddings(namespace_id, text_hash, dim, vector, checksum) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -375,19 +371,17 @@ class EmbeddingStore:
 
 
 def _progress_bar() -> Any:
-    """A rich progress bar on stderr, or None when rich is unavailable."""
-    try:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-    except ImportError:
-        return None
+    """A rich progress bar on stderr (rich is imported only when a bar is drawn)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
