@@ -215,6 +215,11 @@ def _write_bytes(path: Path, data: bytes) -> None:
         ) from exc
 
 
+def _lines_bytes(lines: list[str]) -> bytes:
+    """UTF-8 text with every line newline-terminated; nothing at all for no lines."""
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
 def _is_gz(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
@@ -467,7 +472,7 @@ def _save_jsonl(ds: QADataset, path: Path) -> None:
     for did, text in ds.corpus.items():
         if did not in used:
             lines.append(json.dumps({"passage_id": did, "passage": text}, ensure_ascii=False))
-    data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    data = _lines_bytes(lines)
     if _is_gz(path):
         data = gzip.compress(data, mtime=0)
     _write_bytes(path, data)
@@ -629,13 +634,9 @@ def _save_beir(ds: QADataset, folder: Path, split: str) -> None:
                     "Fix: save as LlamaIndex JSON or JSONL instead."
                 )
             qrels.append(f"{qid}\t{did}\t1")
-
-    def blob(lines: list[str]) -> bytes:
-        return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
-
-    _write_bytes(folder / "corpus.jsonl", blob(corpus_lines))
-    _write_bytes(folder / "queries.jsonl", blob(query_lines))
-    _write_bytes(folder / "qrels" / f"{split}.tsv", blob(qrels))
+    _write_bytes(folder / "corpus.jsonl", _lines_bytes(corpus_lines))
+    _write_bytes(folder / "queries.jsonl", _lines_bytes(query_lines))
+    _write_bytes(folder / "qrels" / f"{split}.tsv", _lines_bytes(qrels))
 
 
 # --------------------------------------------------------------------------------------------
