@@ -54,6 +54,17 @@ def scrambling_adapter(base_id: str | None = None, seed: int = 3) -> Adapter:
     return Adapter(kind="linear", params={"weight": weight, "bias": bias}, dim=DIM, base_model=base)
 
 
+def random_mlp_adapter(rng: np.random.Generator, hidden: int = 8) -> Adapter:
+    """A residual MLP adapter with random arrays: not an affine map."""
+    params = {
+        "in_weight": rng.normal(size=(hidden, DIM)),
+        "in_bias": rng.normal(size=hidden),
+        "out_weight": rng.normal(size=(DIM, hidden)),
+        "out_bias": rng.normal(size=DIM),
+    }
+    return Adapter(kind="residual_mlp", params=params, dim=DIM)
+
+
 def expected_ranking(adapter: Adapter | None, query: str, k: int = 5) -> list[int]:
     q = toy_batch([query])
     if adapter is not None:
@@ -389,16 +400,7 @@ def test_export_matrix_pair_reproduces_the_adapter(tmp_path: Path) -> None:
     pair = load_file(str(tmp_path / "st" / "adapter_matrix.safetensors"))
     np.testing.assert_allclose(pair["weight"], adapter_matrix(low_rank)[0])
 
-    mlp = Adapter(
-        kind="residual_mlp",
-        params={
-            "in_weight": rng.normal(size=(8, DIM)),
-            "in_bias": rng.normal(size=8),
-            "out_weight": rng.normal(size=(DIM, 8)),
-            "out_bias": rng.normal(size=DIM),
-        },
-        dim=DIM,
-    )
+    mlp = random_mlp_adapter(rng)
     with pytest.raises(AdapterError, match="not a matrix"):
         adapter_matrix(mlp)
     names = {f.name for f in export_adapter(mlp, tmp_path / "mlp")}
@@ -414,16 +416,7 @@ def test_export_to_llamaindex_and_back(tmp_path: Path, kind: str) -> None:
     if kind == "linear":
         adapter = scrambling_adapter("toy")
     else:
-        adapter = Adapter(
-            kind="residual_mlp",
-            params={
-                "in_weight": rng.normal(size=(8, DIM)),
-                "in_bias": rng.normal(size=8),
-                "out_weight": rng.normal(size=(DIM, 8)),
-                "out_bias": rng.normal(size=DIM),
-            },
-            dim=DIM,
-        )
+        adapter = random_mlp_adapter(rng)
     export_adapter(adapter, tmp_path / "li", format="llamaindex")
     back = load_llamaindex_adapter(tmp_path / "li")
     q = rng.normal(size=(4, DIM)).astype(np.float32)
