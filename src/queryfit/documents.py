@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from .dataset import _content_id
 from .errors import DatasetError
 
 __all__ = [
@@ -105,7 +105,7 @@ class LoadResult:
 
 def passage_id(text: str) -> str:
     """Content-derived id: equal texts get equal ids, on any machine, in any run."""
-    return "d-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return _content_id("d-", text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,6 +462,11 @@ def _split_long(sentence: str, max_tokens: int, count: Callable[[str], int]) -> 
     return pieces
 
 
+def default_overlap(max_tokens: int) -> int:
+    """Tokens carried over between chunks when no overlap is given: an eighth of the window."""
+    return max_tokens // 8
+
+
 def chunk_text(
     text: str,
     *,
@@ -480,7 +485,7 @@ def chunk_text(
     """
     if max_tokens < 8:
         raise DatasetError(f"chunk size {max_tokens} tokens is too small; use at least 8")
-    overlap = max_tokens // 8 if overlap_tokens is None else overlap_tokens
+    overlap = default_overlap(max_tokens) if overlap_tokens is None else overlap_tokens
     if not 0 <= overlap < max_tokens:
         raise DatasetError(
             f"overlap of {overlap} tokens must be at least 0 and below the chunk size "

@@ -8,12 +8,11 @@ better training data for real use.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Mapping
 
-from ..dataset import QADataset
+from ..dataset import QADataset, _content_id
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
@@ -22,10 +21,6 @@ def split_sentences(text: str) -> list[str]:
     """Split prose into sentences on terminal punctuation followed by a capital letter."""
     flat = " ".join(text.split())
     return [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
-
-
-def _id(prefix: str, text: str) -> str:
-    return prefix + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def inverse_cloze_dataset(
@@ -42,7 +37,7 @@ def inverse_cloze_dataset(
     distractors in the corpus but get no question.
     """
     if not isinstance(passages, Mapping):
-        passages = {_id("d-", text): text for text in passages}
+        passages = {_content_id("d-", text): text for text in passages}
     rng = random.Random(seed)
     queries: dict[str, str] = {}
     corpus: dict[str, str] = {}
@@ -56,7 +51,7 @@ def inverse_cloze_dataset(
         chosen = set(rng.sample(usable, questions_per_passage))
         corpus[doc_id] = " ".join(s for i, s in enumerate(sentences) if i not in chosen)
         for i in sorted(chosen):
-            qid = _id("q-", doc_id + sentences[i])
+            qid = _content_id("q-", doc_id + sentences[i])
             if qid not in queries:
                 queries[qid] = sentences[i]
                 relevant[qid] = [doc_id]

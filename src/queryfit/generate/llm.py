@@ -23,11 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from queryfit.embedders.http import endpoint_label, env_or, parse_retry_after
+from queryfit.embedders.http import RETRY_STATUSES, endpoint_label, env_or, parse_retry_after
 from queryfit.errors import GenerationError
 
-#: HTTP statuses worth another try: rate limits, timeouts at a proxy, and server trouble.
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 #: Environment variables read for the key and the base URL, in order of preference.
 KEY_ENV = ("QUERYFIT_LLM_API_KEY", "OPENAI_API_KEY")
