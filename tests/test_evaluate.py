@@ -23,6 +23,7 @@ from queryfit.evaluation import (
     ranks_of_relevant,
     required_depth,
     top_k,
+    top_k_and_ranks,
 )
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
@@ -139,6 +140,24 @@ def test_ranks_of_relevant_agrees_with_full_ranking(block_size: int | None) -> N
         ranks_of_relevant(queries, docs, [[60]] + [[]] * 16)
     with pytest.raises(ValueError, match="entries"):
         ranks_of_relevant(queries, docs, [[0]])
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 5])
+def test_one_search_gives_top_k_and_ranks(block_size: int | None) -> None:
+    rng = np.random.default_rng(5)
+    queries = rng.integers(-2, 3, size=(17, 5)).astype(np.float32)
+    docs = rng.integers(-2, 3, size=(60, 5)).astype(np.float32)
+    relevant = [rng.choice(60, size=rng.integers(0, 5), replace=False).tolist() for _ in range(17)]
+    exact = {"similarity": "dot", "block_size": block_size}  # integer dot products: no rounding
+    idx, scores, ranks = top_k_and_ranks(queries, docs, 10, relevant, **exact)
+    want_idx, want_scores = top_k(queries, docs, 10, **exact)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(scores, want_scores)
+    want_ranks = ranks_of_relevant(queries, docs, relevant, **exact)
+    assert [r.tolist() for r in ranks] == [r.tolist() for r in want_ranks]
+    assert evaluate_retrieval(queries, docs, [{}] * 17, similarity="dot").doc_ranks is None
+    ranked = evaluate_retrieval(queries, docs, [{}] * 17, similarity="dot", rank_docs=relevant)
+    assert [r.tolist() for r in ranked.doc_ranks] == [r.tolist() for r in want_ranks]
 
 
 # --------------------------------------------------------------------------- metrics

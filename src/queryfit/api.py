@@ -19,7 +19,13 @@ from .dataset import QADataset, load_dataset, split_dataset
 from .embedders import Embedder, get_embedder
 from .errors import TrainingError
 from .evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
-from .evaluation.report import QueryDetails, check_report_path, query_details, write_report
+from .evaluation.report import (
+    QueryDetails,
+    check_report_path,
+    query_details,
+    relevant_rows,
+    write_report,
+)
 from .generate.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
 from .store import EmbeddingStore
 from .vectors import RetrievalVectors, embed_dataset, restrict
@@ -289,8 +295,8 @@ def evaluate(
     bootstrap 95% intervals; the verdict line reads the headline metric.
 
     ``details`` also collects what the HTML report shows per query (exact ranks of the relevant
-    passages before and after, hit@k and recall@k curves for k = 1..100, top passages); it costs
-    one more exact search per system. ``report`` writes that HTML report to the given path.
+    passages before and after, hit@k and recall@k curves for k = 1..100, top passages), from the
+    same exact search as the metrics. ``report`` writes that HTML report to the given path.
     """
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
@@ -314,9 +320,15 @@ def evaluate(
     dataset, store = _as_dataset(data), _as_store(store)
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
-    base = evaluate_retrieval(vectors.queries, vectors.docs, vectors.relevant, metrics=metrics)
+    # With details, the same search also gives each relevant passage's exact rank.
+    rank_docs = relevant_rows(vectors) if details else None
+    base = evaluate_retrieval(
+        vectors.queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    )
     adapted_queries = adapter.transform(vectors.queries)
-    adapted = evaluate_retrieval(adapted_queries, vectors.docs, vectors.relevant, metrics=metrics)
+    adapted = evaluate_retrieval(
+        adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    )
     differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
     result = EvaluationReport(
         model_id=embedder.model_id,
@@ -341,6 +353,8 @@ def evaluate(
             adapter_config=adapter.config,
             data_source=str(data) if not isinstance(data, QADataset) else None,
             settings={"n_resamples": n_resamples, "seed": seed, "metrics": list(metrics)},
+            ranks_base=base.doc_ranks,
+            ranks_adapted=adapted.doc_ranks,
         )
     if report is not None:
         result.report_path = str(write_report(result, report))

@@ -25,7 +25,12 @@ from queryfit.evaluation.metrics import (
     per_query_metrics,
     required_depth,
 )
-from queryfit.evaluation.retrieval import SIMILARITIES, ranks_of_relevant, top_k
+from queryfit.evaluation.retrieval import (
+    SIMILARITIES,
+    ranks_of_relevant,
+    top_k,
+    top_k_and_ranks,
+)
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -43,6 +48,7 @@ __all__ = [
     "ranks_of_relevant",
     "required_depth",
     "top_k",
+    "top_k_and_ranks",
 ]
 
 
@@ -53,6 +59,8 @@ class RetrievalResult:
     ranked: np.ndarray  # int64 [nq, depth] document indices, best first
     scores: np.ndarray  # float32 [nq, depth]
     metrics: dict[str, np.ndarray]  # metric name -> float64 [nq] per-query values
+    # Exact 1-based ranks of the documents asked for with ``rank_docs`` (see ranks_of_relevant).
+    doc_ranks: list[np.ndarray] | None = None
 
     def summary(self) -> dict[str, float]:
         """Mean of each metric over all queries (queries without relevant docs count as 0)."""
@@ -67,16 +75,21 @@ def evaluate_retrieval(
     metrics: Sequence[str] = DEFAULT_METRICS,
     similarity: str = "cosine",
     depth: int | None = None,
+    rank_docs: Sequence[Sequence[int]] | None = None,
 ) -> RetrievalResult:
     """Search ``docs`` for every query and score the ranking against ``relevant``.
 
     ``depth`` defaults to the deepest metric cut-off; a larger depth keeps more of the ranking in
-    the result (e.g. for inspection) without changing the metrics.
+    the result (e.g. for inspection) without changing the metrics. ``rank_docs[i]`` lists
+    documents whose exact rank for query ``i`` goes into ``doc_ranks`` (as
+    :func:`ranks_of_relevant` gives it), taken from the same search.
     """
     needed = required_depth(metrics)
     if depth is None:
         depth = needed
     elif depth < needed:
         raise ValueError(f"depth {depth} is shallower than the metrics need ({needed})")
-    ranked, scores = top_k(queries, docs, depth, similarity=similarity)
-    return RetrievalResult(ranked, scores, per_query_metrics(ranked, relevant, metrics))
+    ranked, scores, doc_ranks = top_k_and_ranks(
+        queries, docs, depth, rank_docs, similarity=similarity
+    )
+    return RetrievalResult(ranked, scores, per_query_metrics(ranked, relevant, metrics), doc_ranks)

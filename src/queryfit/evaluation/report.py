@@ -141,6 +141,11 @@ def _curves(ranks: Sequence[np.ndarray], max_k: int) -> dict[str, list[float]]:
     return {"hit@k": hit.tolist(), "recall@k": recall.tolist()}
 
 
+def relevant_rows(vectors: RetrievalVectors) -> list[list[int]]:
+    """Per query, its relevant passage rows in ascending order: what the report ranks."""
+    return [sorted(r) for r in vectors.relevant]
+
+
 def query_details(
     dataset: QADataset,
     vectors: RetrievalVectors,
@@ -153,17 +158,24 @@ def query_details(
     settings: Mapping[str, Any] | None = None,
     max_k: int = CURVE_MAX_K,
     top: int = TOP_PASSAGES,
+    ranks_base: list[np.ndarray] | None = None,
+    ranks_adapted: list[np.ndarray] | None = None,
 ) -> QueryDetails:
     """Collect what the report shows per query, from one evaluation's vectors and rankings.
 
-    Costs one more exact search per system (:func:`ranks_of_relevant`), so a relevant passage's
-    rank is known however deep it sits, not only within the metrics' cut-off.
+    Needs the exact rank of every relevant passage (``relevant_rows(vectors)``) per system, so a
+    relevant passage's rank is known however deep it sits, not only within the metrics' cut-off.
+    Pass them as ``ranks_base`` / ``ranks_adapted`` when the evaluation's search already gave
+    them (``evaluate_retrieval(..., rank_docs=...)``); otherwise each costs one more exact search
+    (:func:`ranks_of_relevant`).
     """
     doc_ids = vectors.doc_ids or list(dataset.corpus)
     query_ids = vectors.query_ids or list(dataset.queries)
-    rel_rows = [sorted(r) for r in vectors.relevant]
-    ranks_base = ranks_of_relevant(vectors.queries, vectors.docs, rel_rows)
-    ranks_adapted = ranks_of_relevant(adapted_queries, vectors.docs, rel_rows)
+    rel_rows = relevant_rows(vectors)
+    if ranks_base is None:
+        ranks_base = ranks_of_relevant(vectors.queries, vectors.docs, rel_rows)
+    if ranks_adapted is None:
+        ranks_adapted = ranks_of_relevant(adapted_queries, vectors.docs, rel_rows)
 
     def best(ranks: list[np.ndarray]) -> np.ndarray:
         return np.array([int(r.min()) if r.size else 0 for r in ranks], dtype=np.int64)

@@ -113,21 +113,9 @@ def top_k(
     or ``"dot"``. ``block_size`` is the number of query rows scored at once; by default it keeps
     one block's score matrix under ``SCORE_BUDGET_BYTES``.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    q, d = _prepare(queries, docs, similarity)
-    n_q, n_docs = q.shape[0], d.shape[0]
-    kk = min(int(k), n_docs)
-    indices = np.empty((n_q, kk), dtype=np.int64)
-    scores = np.empty((n_q, kk), dtype=np.float32)
-    if n_q == 0 or kk == 0:
-        return indices, scores
-    rows = _block_rows(n_docs, block_size)
-    d_t = d.T
-    for start in range(0, n_q, rows):
-        stop = min(start + rows, n_q)
-        block = q[start:stop] @ d_t
-        indices[start:stop], scores[start:stop] = _sorted_top(block, kk)
+    indices, scores, _ = top_k_and_ranks(
+        queries, docs, k, None, similarity=similarity, block_size=block_size
+    )
     return indices, scores
 
 
@@ -147,7 +135,38 @@ def ranks_of_relevant(
     query, aligned with ``relevant[i]``.
     """
     q, d = _prepare(queries, docs, similarity)
+    rel = _relevant_rows(relevant, q.shape[0], d.shape[0])
+    rows = _block_rows(d.shape[0], block_size)
+    return _scan(q, d, 0, rel, rows)[2]
+
+
+def top_k_and_ranks(
+    queries: np.ndarray,
+    docs: np.ndarray,
+    k: int,
+    relevant: Sequence[Sequence[int]] | None,
+    *,
+    similarity: str = "cosine",
+    block_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """:func:`top_k` and, when ``relevant`` is given, :func:`ranks_of_relevant` from one search.
+
+    Each block of query-document scores is computed once and serves both answers, so a caller
+    that needs the top k and the exact ranks (the report) pays for one search, not two.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    q, d = _prepare(queries, docs, similarity)
     n_q, n_docs = q.shape[0], d.shape[0]
+    rel = _relevant_rows(relevant, n_q, n_docs) if relevant is not None else None
+    kk = min(int(k), n_docs)
+    if n_q == 0 or kk == 0:
+        empty = [np.empty(r.size, dtype=np.int64) for r in rel] if rel is not None else None
+        return np.empty((n_q, kk), dtype=np.int64), np.empty((n_q, kk), dtype=np.float32), empty
+    return _scan(q, d, kk, rel, _block_rows(n_docs, block_size))
+
+
+def _relevant_rows(relevant: Sequence[Sequence[int]], n_q: int, n_docs: int) -> list[np.ndarray]:
     if len(relevant) != n_q:
         raise ValueError(f"relevant has {len(relevant)} entries but there are {n_q} queries")
     rel = [np.asarray(r, dtype=np.int64).reshape(-1) for r in relevant]
@@ -156,8 +175,20 @@ def ranks_of_relevant(
             raise ValueError(
                 f"relevant[{i}] holds a document index outside [0, {n_docs}): {r.tolist()}"
             )
-    out = [np.empty(r.size, dtype=np.int64) for r in rel]
-    rows = _block_rows(n_docs, block_size)
+    return rel
+
+
+def _scan(
+    q: np.ndarray, d: np.ndarray, kk: int, rel: list[np.ndarray] | None, rows: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """One pass over blocks of ``rows`` queries: the top ``kk`` (if > 0) and the ranks of ``rel``.
+
+    Inputs are already prepared (see :func:`_prepare`) and validated.
+    """
+    n_q, n_docs = q.shape[0], d.shape[0]
+    indices = np.empty((n_q, kk), dtype=np.int64)
+    scores = np.empty((n_q, kk), dtype=np.float32)
+    out = [np.empty(r.size, dtype=np.int64) for r in rel] if rel is not None else None
     # Comparing one relevant doc against every score costs ~5 bytes per document (gathered float32
     # row plus a bool mask); bound how many such comparisons are made at once.
     pairs_per_chunk = max(1, SCORE_BUDGET_BYTES // (max(n_docs, 1) * 5))
@@ -165,10 +196,19 @@ def ranks_of_relevant(
     d_t = d.T
     for start in range(0, n_q, rows):
         stop = min(start + rows, n_q)
-        sizes = np.array([rel[i].size for i in range(start, stop)], dtype=np.int64)
-        if not sizes.any():
+        sizes = (
+            np.array([rel[i].size for i in range(start, stop)], dtype=np.int64)
+            if rel is not None
+            else None
+        )
+        want_ranks = sizes is not None and sizes.any()
+        if not kk and not want_ranks:
             continue
         block = q[start:stop] @ d_t
+        if kk:
+            indices[start:stop], scores[start:stop] = _sorted_top(block, kk)
+        if not want_ranks:
+            continue
         pair_row = np.repeat(np.arange(stop - start), sizes)
         pair_doc = np.concatenate([rel[i] for i in range(start, stop)])
         ranks = np.empty(pair_doc.size, dtype=np.int64)
@@ -180,4 +220,4 @@ def ranks_of_relevant(
             ranks[c : c + pairs_per_chunk] = ahead.sum(axis=1) + 1
         for i, part in zip(range(start, stop), np.split(ranks, np.cumsum(sizes)[:-1]), strict=True):
             out[i] = part
-    return out
+    return indices, scores, out
