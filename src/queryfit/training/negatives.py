@@ -44,14 +44,21 @@ def mine_hard_negatives(
     k: int,
     *,
     duplicate_threshold: float = 0.95,
+    near_duplicates: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``k`` highest-ranked non-relevant passages per query under the base model.
 
     Returns an int array [n_queries, k]; a row has ``-1`` padding when fewer than ``k`` passages
     qualify. Relevant passages (any grade > 0) and their near-duplicates are never returned.
+    ``near_duplicates`` is :func:`near_duplicate_mask` when the caller already has it (then
+    ``duplicate_threshold`` is not used).
     """
     scores = _unit(queries) @ _unit(docs).T
-    banned = near_duplicate_mask(docs, relevant, duplicate_threshold)
+    banned = (
+        near_duplicate_mask(docs, relevant, duplicate_threshold)
+        if near_duplicates is None
+        else near_duplicates.copy()
+    )
     for i, rel in enumerate(relevant):
         banned[i, [p for p, g in rel.items() if g > 0]] = True
     scores = np.where(banned, -np.inf, scores)

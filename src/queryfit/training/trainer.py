@@ -114,8 +114,8 @@ def fit_adapter(
     if config.adapter == "procrustes":
         return _fit_procrustes(train, config, dev, refit_on, start)
 
+    epochs = config.epochs if config.epochs is not None else config.max_epochs
     if dev is None:
-        epochs = config.epochs if config.epochs is not None else config.max_epochs
         module, history = _train(train, config, epochs, dev=None, on_epoch=on_epoch)
         adapter = _to_adapter(module, config, dim)
         return FitResult(
@@ -130,7 +130,6 @@ def fit_adapter(
             config,
         )
 
-    epochs = config.epochs if config.epochs is not None else config.max_epochs
     patience = None if config.epochs is not None else config.patience
     # The "longest" rule trusts dev only to say "not worse than the base": that needs a dev of a
     # reasonable size, else (tiny data) the usual best-epoch rule applies.
@@ -179,11 +178,10 @@ def fit_adapter(
     decision = f"dev {metric} {identity_score:.4f} -> {best_score:.4f} at epoch {best.epoch}"
     if alpha < 1.0:
         decision += f" with blend {alpha:g}"
+    # Without a refit, ``module`` is already in its best-epoch state (``_train`` restores it).
     if refit_on is not None and config.refit:
         module, _ = _train(refit_on, config, best.epoch, dev=None)
         decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
-    elif best.epoch != history[-1].epoch:
-        module, _ = _train(train, config, best.epoch, dev=None)
     return FitResult(
         _to_adapter(module, config, dim, alpha),
         history,
@@ -223,7 +221,10 @@ def _train(
     optimizer = optimizer_class(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     queries, docs, positives, first_positive = _tensors(data)
-    ignore = _ignore_mask(data, config)
+    dev_tensors = _tensors(dev) if dev is not None else None
+    # Near-duplicates of each query's positives are never its negatives (None if there are none).
+    duplicates = near_duplicate_mask(data.docs, data.relevant, config.duplicate_threshold)
+    ignore = torch.from_numpy(duplicates) if duplicates.any() else None
     hard_idx = hard_valid = None
     if config.loss == "in_batch" and config.hard_negatives > 0:
         mined = mine_hard_negatives(
@@ -231,7 +232,7 @@ def _train(
             data.docs,
             data.relevant,
             config.hard_negatives,
-            duplicate_threshold=config.duplicate_threshold,
+            near_duplicates=duplicates,
         )
         hard_valid = torch.from_numpy(mined >= 0)
         hard_idx = torch.from_numpy(np.maximum(mined, 0))
@@ -241,21 +242,18 @@ def _train(
     def record(epoch: int, train_loss: float | None) -> bool:
         """Score dev, keep the best state; return True when patience has run out."""
         nonlocal best_score, best_state, stale
-        dev_loss, dev_score = _score(module, dev, config) if dev is not None else (None, None)
+        dev_loss, dev_score = (
+            _score(module, dev, dev_tensors, config) if dev is not None else (None, None)
+        )
         rec = EpochRecord(epoch, train_loss, dev_loss, dev_score)
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
         if dev_score is None:
             return False
-        if longest and epoch > 0:
-            if dev_score > history[0].dev_score:
-                stale = 0
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                stale += 1
-            return patience is not None and stale >= patience
-        if dev_score > best_score:
+        # "longest" keeps the latest state above the identity (epoch 0), else the best one.
+        bar = history[0].dev_score if longest and epoch > 0 else best_score
+        if dev_score > bar:
             best_score, stale = dev_score, 0
             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         else:
@@ -313,23 +311,20 @@ def _tensors(data: RetrievalVectors) -> tuple[torch.Tensor, ...]:
 
 @torch.no_grad()
 def _score(
-    module: torch.nn.Module, dev: RetrievalVectors, config: TrainConfig
+    module: torch.nn.Module,
+    dev: RetrievalVectors,
+    dev_tensors: tuple[torch.Tensor, ...],
+    config: TrainConfig,
 ) -> tuple[float, float]:
-    """Dev loss (corpus softmax) and dev ranking metric for the current weights."""
-    queries, docs, positives, _ = _tensors(dev)
+    """Dev loss (corpus softmax) and dev ranking metric for the current weights.
+
+    ``dev_tensors`` is ``_tensors(dev)``, built once per training run rather than per epoch.
+    """
+    queries, docs, positives, _ = dev_tensors
     adapted = module(queries)
     q = torch.nn.functional.normalize(adapted, dim=-1)
     loss = corpus_softmax_loss(q, docs, positives, config.scale).item()
-    result = evaluate_retrieval(
-        adapted.numpy(), dev.docs, dev.relevant, metrics=[config.select_metric]
-    )
-    return loss, float(result.summary()[config.select_metric])
-
-
-def _ignore_mask(data: RetrievalVectors, config: TrainConfig) -> torch.Tensor | None:
-    """Near-duplicates of each query's positives, kept out of its negatives (None if none)."""
-    mask = near_duplicate_mask(data.docs, data.relevant, config.duplicate_threshold)
-    return torch.from_numpy(mask) if mask.any() else None
+    return loss, _dev_metric(adapted.numpy(), dev, config.select_metric)
 
 
 def _dev_metric(adapted: np.ndarray, dev: RetrievalVectors, metric: str) -> float:
