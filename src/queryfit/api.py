@@ -224,6 +224,14 @@ def train(
         "document_prefix": embedder.document_prefix,
     }
     history = [r.__dict__ for r in result.history]
+    split_sizes = {
+        "train_queries": len(train_vectors.queries),
+        "dev_queries": len(dev_vectors.queries) if dev_vectors is not None else 0,
+    }
+    embedding = {
+        "model_calls": store.stats.model_calls - calls_before,
+        "texts_from_store": store.stats.texts_from_store - hits_before,
+    }
     adapter.config = {
         "training": config.to_dict() | {"split_by": split_by, "dev_fraction": dev_fraction},
         "data": {
@@ -246,14 +254,8 @@ def train(
         "blend": result.blend,
         "search": search_table,
         # For the report's run facts: the split actually used, and what embedding cost.
-        "split": {
-            "train_queries": len(train_vectors.queries),
-            "dev_queries": len(dev_vectors.queries) if dev_vectors is not None else 0,
-        },
-        "embedding": {
-            "model_calls": store.stats.model_calls - calls_before,
-            "texts_from_store": store.stats.texts_from_store - hits_before,
-        },
+        "split": split_sizes,
+        "embedding": embedding,
     }
     if out is not None:
         save_adapter(adapter, out)
@@ -267,10 +269,8 @@ def train(
         dev_best=result.best_score,
         history=history,
         seconds=result.seconds,
-        model_calls=store.stats.model_calls - calls_before,
-        texts_from_store=store.stats.texts_from_store - hits_before,
-        train_queries=len(train_vectors.queries),
-        dev_queries=len(dev_vectors.queries) if dev_vectors is not None else 0,
+        **embedding,
+        **split_sizes,
     )
 
 
