@@ -168,6 +168,10 @@ def train(
     from .training import TrainConfig, fit_adapter  # torch is needed for training only
 
     config = config or TrainConfig()
+    if split_by not in ("coverage", "query", "passage"):
+        raise TrainingError(
+            f"split_by (--split-by) must be coverage, query or passage, not {split_by!r}"
+        )
     dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
     if len(dataset.queries) < MIN_TRAIN_QUERIES:
         raise TrainingError(

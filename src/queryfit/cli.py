@@ -205,10 +205,6 @@ def train(
         batch_size=batch_size,
         seed=seed,
     )
-    if split_by not in ("coverage", "query", "passage"):
-        from .errors import TrainingError
-
-        raise TrainingError(f"--split-by must be coverage, query or passage, not {split_by!r}")
     report = api.train(
         data,
         model=model,
