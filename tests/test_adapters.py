@@ -40,6 +40,10 @@ def test_round_trip_gives_identical_outputs(tmp_path, kind):
     adapter = make(kind)
     adapter.config = {"training": {"lr": 0.001}, "data": {"fingerprint": "abc"}}
     save_adapter(adapter, tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "adapter.json",
+        "adapter.safetensors",
+    ]  # no temporary files left behind
     loaded = load_adapter(tmp_path / "a", model_id=MODEL["id"], dim=DIM)
     x = np.random.default_rng(1).normal(size=(4, DIM)).astype(np.float32)
     np.testing.assert_array_equal(adapter.transform(x), loaded.transform(x))
@@ -85,6 +89,14 @@ def test_missing_or_corrupt_folder_is_reported(tmp_path):
     save_adapter(make("linear"), tmp_path / "a")
     (tmp_path / "a" / "adapter.json").write_text("{not json")
     with pytest.raises(AdapterError, match="not valid JSON"):
+        load_adapter(tmp_path / "a")
+    (tmp_path / "a" / "adapter.json").write_text('{"format_version": "one"}')
+    with pytest.raises(AdapterError, match="integer format_version"):
+        load_adapter(tmp_path / "a")
+    (tmp_path / "a" / "adapter.json").write_text(
+        '{"format_version": 1, "type": "linear", "dim": "x"}'
+    )
+    with pytest.raises(AdapterError, match="malformed field"):
         load_adapter(tmp_path / "a")
 
 

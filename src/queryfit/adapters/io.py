@@ -44,8 +44,11 @@ def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
     }
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
         tmp_weights = Path(tmp.name)
-    save_file(adapter.params, str(tmp_weights), metadata={"format": "queryfit-adapter"})
-    os.replace(tmp_weights, folder / WEIGHTS_FILE)
+    try:
+        save_file(adapter.params, str(tmp_weights), metadata={"format": "queryfit-adapter"})
+        os.replace(tmp_weights, folder / WEIGHTS_FILE)
+    finally:
+        tmp_weights.unlink(missing_ok=True)  # gone after the replace; a leftover only on failure
     write_json_atomic(folder / CONFIG_FILE, meta)
     return folder
 
@@ -71,10 +74,15 @@ def load_adapter(
         raise AdapterError(
             f"{config_path} is not valid JSON ({exc}); retrain or restore it"
         ) from exc
-    if not isinstance(meta, dict) or meta.get("format_version", 0) > FORMAT_VERSION:
+    if not isinstance(meta, dict) or not isinstance(meta.get("format_version", 0), int):
         raise AdapterError(
-            f"{config_path} was written by a newer queryfit (format "
-            f"{meta.get('format_version') if isinstance(meta, dict) else '?'}); upgrade queryfit"
+            f"{config_path} is not a queryfit adapter config (expected an object with an integer "
+            "format_version); retrain or restore it"
+        )
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise AdapterError(
+            f"{config_path} was written by a newer queryfit (format {meta['format_version']}); "
+            "upgrade queryfit"
         )
     try:
         params = load_file(str(weights_path))
@@ -103,6 +111,10 @@ def load_adapter(
         )
     except KeyError as exc:
         raise AdapterError(f"{config_path} lacks the field {exc}; retrain the adapter") from exc
+    except (TypeError, ValueError) as exc:
+        raise AdapterError(
+            f"{config_path} has a malformed field ({exc}); retrain the adapter"
+        ) from exc
     if not force:
         check_fits(adapter, model_id, dim, source=str(folder))
     return adapter
