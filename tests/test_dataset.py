@@ -442,3 +442,11 @@ def test_split_rejects_bad_arguments() -> None:
     same = QADataset({"a": "Same?", "b": "same"}, {"d": "p"}, {"a": ["d"], "b": ["d"]})
     with pytest.raises(DatasetError, match="cannot split 2 queries leak-free"):
         split_dataset(same, dev_fraction=0.5)
+
+
+def test_saving_to_an_unknown_extension_names_the_format_problem(tmp_path):
+    ds = QADataset(queries={"q": "a?"}, corpus={"d": "b"}, relevant_docs={"q": ["d"]})
+    with pytest.raises(DatasetError, match="cannot tell the format of .*out.txt"):
+        save_dataset(ds, tmp_path / "out.txt")
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset(tmp_path / "missing.txt")

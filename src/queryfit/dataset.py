@@ -653,7 +653,7 @@ def _detect_format(path: Path, for_saving: bool) -> str:
         return "llamaindex"
     if path.is_dir() or (for_saving and not path.suffix):
         return "beir"
-    if not path.exists():
+    if not for_saving and not path.exists():
         raise _missing(path)
     raise DatasetError(
         f"cannot tell the format of {path} from its name. Fix: use a .json (LlamaIndex), "
