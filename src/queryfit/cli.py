@@ -333,9 +333,9 @@ def demo(
 ) -> None:
     """Run the whole loop offline on Python's own reference docs and print the comparison.
 
-    Builds pseudo-questions from the `pydoc_data` topics, holds out a test third of them, trains
-    an adapter for the bundled all-MiniLM-L6-v2 on the rest, evaluates it, and writes the HTML
-    report (`<out>/report.html`).
+    Builds keyword pseudo-questions from the `pydoc_data` topics, holds out a test third of them,
+    trains an adapter for the bundled all-MiniLM-L6-v2 on the rest, evaluates it, and writes the
+    HTML report (`<out>/report.html`).
 
     Example: `queryfit demo`
     """
