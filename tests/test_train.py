@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic_vectors import distorted_queries
 
 from queryfit.adapters import Adapter
 from queryfit.errors import TrainingError
@@ -17,17 +18,7 @@ DIM = 16
 
 
 def synthetic(n_docs=60, per_doc=4, noise=0.35, seed=0, learnable=True) -> RetrievalVectors:
-    """Queries are a fixed distortion of their passage plus noise: a map that can be learned."""
-    rng = np.random.default_rng(seed)
-    docs = rng.normal(size=(n_docs, DIM)).astype(np.float32)
-    distortion = np.eye(DIM) + 0.9 * rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
-    rows, relevant = [], []
-    for d in range(n_docs):
-        for _ in range(per_doc):
-            target = d if learnable else int(rng.integers(n_docs))
-            rows.append(docs[d] @ distortion.T + noise * rng.normal(size=DIM))
-            relevant.append({target: 1.0})
-    return RetrievalVectors(np.asarray(rows, dtype=np.float32), docs, relevant)
+    return distorted_queries(DIM, n_docs, per_doc, noise, seed, learnable)
 
 
 def split(v: RetrievalVectors, seed=0):

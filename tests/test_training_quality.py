@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from synthetic_vectors import distorted_queries
 
 from queryfit.adapters import Adapter
 from queryfit.training import TrainConfig, fit_adapter
@@ -21,15 +22,7 @@ DIM = 12
 
 
 def synthetic(n_docs=40, per_doc=3, noise=0.3, seed=0) -> RetrievalVectors:
-    rng = np.random.default_rng(seed)
-    docs = rng.normal(size=(n_docs, DIM)).astype(np.float32)
-    distortion = np.eye(DIM) + 0.9 * rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
-    rows, relevant = [], []
-    for d in range(n_docs):
-        for _ in range(per_doc):
-            rows.append(docs[d] @ distortion.T + noise * rng.normal(size=DIM))
-            relevant.append({d: 1.0})
-    return RetrievalVectors(np.asarray(rows, dtype=np.float32), docs, relevant)
+    return distorted_queries(DIM, n_docs, per_doc, noise, seed)
 
 
 def test_coverage_split_keeps_every_dev_passage_in_training():

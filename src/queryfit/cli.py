@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .console import json_default
 from .errors import QueryfitError
 from .training.config import TrainConfig
 
@@ -92,15 +93,7 @@ def user_errors(fn: F) -> F:
 
 
 def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def _comparison_table(report: Any, title: str) -> Table:

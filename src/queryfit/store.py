@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from queryfit.console import progress_bar
 from queryfit.embedders.base import Embedder, Kind, check_kind, check_vectors
 from queryfit.errors import StoreError
 
@@ -337,7 +338,7 @@ class EmbeddingStore:
 
         if missing:
             embed_fn = embedder.embed_queries if kind == "query" else embedder.embed_documents
-            bar = _progress_bar() if progress else None
+            bar = progress_bar() if progress else None
             with bar if bar is not None else nullcontext():
                 task = None
                 if bar is not None:
@@ -368,26 +369,3 @@ class EmbeddingStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
-
-
-def _progress_bar() -> Any:
-    """A rich progress bar on stderr (rich is imported only when a bar is drawn)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..console import json_default
 from ..errors import QueryfitError
 from .plots import (
     ACCENT_COLOR,
@@ -758,17 +759,9 @@ def _facts(report: Any, details: QueryDetails | None) -> str:
 
 
 def _json_for_script(data: Any) -> str:
-    text = json.dumps(data, default=_json_default, ensure_ascii=False)
+    text = json.dumps(data, default=json_default, ensure_ascii=False)
     # Nothing inside may close the <script> element or open a comment.
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def render_report(report: Any, *, title: str | None = None, path: str | Path | None = None) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from queryfit.console import progress_bar
 from queryfit.dataset import QADataset, save_dataset
 from queryfit.documents import (
     LoadResult,
@@ -151,28 +152,6 @@ class _Status:
             return f"[yellow]{self.retries} retries, last: {self.last}{waiting}[/]"
 
 
-def _progress_bar() -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=Console(stderr=True),
-    )
-
-
 def generate_pairs(
     passages: Sequence[Passage],
     generator: QuestionGenerator | str | None = None,
@@ -257,7 +236,11 @@ def _run_generation(
     if not todo:
         return
     status = _Status()
-    bar = _progress_bar() if progress else None
+    bar = None
+    if progress:
+        from rich.progress import TextColumn
+
+        bar = progress_bar(TextColumn("{task.fields[status]}"))
     start = time.perf_counter()
     chat_stats = getattr(getattr(gen, "client", None), "stats", None)
     before = chat_stats.to_dict() if chat_stats is not None else None
