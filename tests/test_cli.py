@@ -142,3 +142,10 @@ def test_help_shows_examples(workdir):
     for verb in ("train", "evaluate", "embed", "demo"):
         result = run(verb, "--help", cwd=workdir)
         assert result.returncode == 0 and "Example" in result.stdout
+
+
+def test_bad_training_setting_fails_before_any_embedding(workdir):
+    result = run("train", "--data", "train.json", "--out", "a", "--batch-size", "0",
+                 "--store", "untouched.sqlite", cwd=workdir)  # fmt: skip
+    assert result.returncode == 2 and "batch_size must be positive" in result.stderr
+    assert not (workdir / "untouched.sqlite").exists()  # nothing was embedded first

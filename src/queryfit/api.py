@@ -168,6 +168,7 @@ def train(
     from .training import TrainConfig, fit_adapter  # torch is needed for training only
 
     config = config or TrainConfig()
+    config.validate()  # a bad setting fails before minutes of embedding, not after
     if split_by not in ("coverage", "query", "passage"):
         raise TrainingError(
             f"split_by (--split-by) must be coverage, query or passage, not {split_by!r}"
