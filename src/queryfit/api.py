@@ -19,6 +19,7 @@ from .dataset import QADataset, load_dataset, split_dataset
 from .embedders import Embedder, get_embedder
 from .errors import TrainingError
 from .evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
+from .evaluation.coverage import CoverageBreakdown, coverage_record, split_by_coverage
 from .evaluation.report import (
     QueryDetails,
     check_report_path,
@@ -96,6 +97,8 @@ class EvaluationReport:
     # Per-query ranks, hit@k / recall@k curves, texts and training facts for the HTML report.
     details: QueryDetails | None = field(default=None, repr=False)
     report_path: str | None = None
+    # Covered vs uncovered test queries, when adapter.json records the training passages.
+    coverage: CoverageBreakdown | None = field(default=None, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -106,9 +109,10 @@ class EvaluationReport:
         out = {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("per_query", "differences", "details")
+            if k not in ("per_query", "differences", "details", "coverage")
         }
         out["differences"] = [d.__dict__ | {"significant": d.significant} for d in self.differences]
+        out["coverage"] = self.coverage.to_dict() if self.coverage is not None else None
         out["verdict"] = self.verdict
         return out
 
@@ -244,6 +248,7 @@ def train(
             "source": str(data) if not isinstance(data, QADataset) else None,
             "queries": len(dataset.queries),
             "passages": len(dataset.corpus),
+            **coverage_record(dataset),  # passage hashes, never text; see evaluation/coverage.py
         },
         "decision": result.decision,
         "shipped_identity": result.shipped_identity,
@@ -302,6 +307,11 @@ def evaluate(
     ``details`` also collects what the HTML report shows per query (exact ranks of the relevant
     passages before and after, hit@k and recall@k curves for k = 1..100, top passages), from the
     same exact search as the metrics. ``report`` writes that HTML report to the given path.
+
+    When ``adapter.json`` records the passages its training pairs covered (adapters trained by
+    this version on up to 200,000 such passages), ``coverage`` compares base and adapted
+    separately on the test queries about covered passages and on the rest, from the same
+    per-query scores: what the adapter learned about its training passages vs what carries over.
     """
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
@@ -347,6 +357,14 @@ def evaluate(
         model_calls=store.stats.model_calls - calls_before,
         texts_from_store=store.stats.texts_from_store - hits_before,
         per_query={"base": base.metrics, "adapted": adapted.metrics},
+        coverage=split_by_coverage(
+            adapter.config,
+            dataset,
+            base.metrics,
+            adapted.metrics,
+            n_resamples=n_resamples,
+            seed=seed,
+        ),
     )
     if details:
         result.details = query_details(

@@ -101,20 +101,53 @@ def _comparison_table(report: Any, title: str) -> Table:
     for column in ("metric", "base", "adapted", "Δ (pts)", "95% CI", ""):
         table.add_column(column, justify="left" if column in ("metric", "") else "right")
     for d in report.differences:
-        mark = (
-            "[green]significant[/]"
-            if d.significant and d.delta > 0
-            else ("[red]worse[/]" if d.significant else "[dim]n.s.[/]")
-        )
         table.add_row(
             d.metric,
             f"{d.base:.4f}",
             f"{d.adapted:.4f}",
             f"{100 * d.delta:+.1f}",
             f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
-            mark,
+            _mark(d),
         )
     return table
+
+
+def _mark(d: Any) -> str:
+    """significant / worse / n.s. for one Difference, coloured."""
+    if d.significant:
+        return "[green]significant[/]" if d.delta > 0 else "[red]worse[/]"
+    return "[dim]n.s.[/]"
+
+
+def _print_coverage(report: Any) -> None:
+    """The headline metric on covered vs uncovered test queries, or the line saying why not.
+
+    Covered: every relevant passage was in a training pair. Nothing for older adapters.
+    """
+    coverage = report.coverage
+    if coverage is None:
+        return
+    if not coverage.groups:
+        out.print(f"coverage: {coverage.note}", highlight=False)
+        return
+    table = Table(
+        title=f"by training coverage: {report.headline} (passages in the training pairs or not)",
+        title_justify="left",
+    )
+    for column in ("test queries", "n", "base", "adapted", "Δ (pts)", "95% CI", ""):
+        table.add_column(column, justify="left" if column in ("test queries", "") else "right")
+    for group in coverage.groups:
+        d = group.difference(report.headline)
+        table.add_row(
+            group.name,
+            str(group.queries),
+            f"{d.base:.4f}",
+            f"{d.adapted:.4f}",
+            f"{100 * d.delta:+.1f}",
+            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
+            _mark(d),
+        )
+    out.print(table)
 
 
 @app.command()
@@ -264,6 +297,7 @@ def evaluate(
         return _emit_json(report.to_dict())
     out.print(_comparison_table(report, f"{report.queries} queries, {report.passages} passages"))
     out.print(f"verdict: {report.verdict}", highlight=False)
+    _print_coverage(report)
     if report.report_path:
         out.print(f"report written to {report.report_path}", highlight=False, soft_wrap=True)
 

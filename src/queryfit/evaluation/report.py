@@ -3,7 +3,9 @@
 Sections, top to bottom:
 
 * **Headline**: the verdict sentence on the headline metric, base vs adapted on every metric with
-  paired-bootstrap 95% intervals (table and forest plot), and a plain-words summary.
+  paired-bootstrap 95% intervals (table and forest plot), and a plain-words summary; when
+  ``adapter.json`` records the training passages, the headline metric on test queries about
+  those passages vs the rest (see :mod:`queryfit.evaluation.coverage`).
 * **Plots**: hit@k and recall@k for k = 1..100, base vs adapted; how far the relevant passage
   moved per query; training and dev loss and the dev metric per epoch; the learning curve when
   the adapter's ``adapter.json`` records one.
@@ -329,8 +331,40 @@ def _headline(report: Any, details: QueryDetails | None) -> str:
         "<figcaption>Green: the whole interval is above zero; red: below; grey: it straddles "
         "zero.</figcaption></figure></div>"
     )
+    parts.append(_coverage_table(report))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _coverage_table(report: Any) -> str:
+    """Headline metric on test queries about passages training saw vs the rest (or why not).
+
+    Empty for adapters that recorded no training passages.
+    """
+    coverage = getattr(report, "coverage", None)
+    if coverage is None:
+        return ""
+    note = f'<p class="note" id="coverage-note">{escape(coverage.note)}.</p>'
+    if not coverage.groups:
+        return f'<div id="coverage">{note}</div>'
+    rows = []
+    for group in coverage.groups:
+        d = group.difference(report.headline)
+        rows.append(
+            f'<tr data-group="{escape(group.name)}"><td>{escape(group.name)}</td>'
+            f"<td>{group.queries:,}</td>"
+            f'<td class="base">{_fmt(d.base)}</td><td class="adapted">{_fmt(d.adapted)}</td>'
+            f'<td class="delta">{_pts(d.delta)}</td>'
+            f'<td class="ci {_tone(d)}-text">[{_pts(d.low)}, {_pts(d.high)}]</td></tr>'
+        )
+    return (
+        f'<div id="coverage"><h3>By training coverage ({escape(report.headline)})</h3>'
+        '<table class="metrics" id="coverage-table"><thead><tr><th>test queries</th><th>n</th>'
+        "<th>base</th><th>adapted</th><th>&Delta; (pts)</th><th>95% CI (pts)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+        '<p class="note">Covered: every relevant passage of the query was in a training pair, '
+        "so the adapter saw it; uncovered: at least one was not.</p></div>"
+    )
 
 
 def _curve_range(values: Sequence[float]) -> tuple[float, float]:
