@@ -1,8 +1,7 @@
-"""Quality levers: coverage dev split, hard negatives, blend, Procrustes, search determinism."""
+"""Quality levers: dev splits and cross-validation, hard negatives, blend, Procrustes, search,
+label smoothing."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,11 +9,19 @@ import torch
 from synthetic_vectors import distorted_queries
 
 from queryfit.adapters import Adapter
-from queryfit.training import TrainConfig, fit_adapter
+from queryfit.evaluation import evaluate_retrieval
+from queryfit.training import TrainConfig, fit_adapter, fit_adapter_cv
+from queryfit.training.losses import corpus_softmax_loss
 from queryfit.training.modules import build_module
 from queryfit.training.negatives import mine_hard_negatives, near_duplicate_mask
 from queryfit.training.search import search
-from queryfit.training.splits import coverage_of, coverage_split, duplicate_groups
+from queryfit.training.splits import (
+    coverage_of,
+    coverage_split,
+    dev_parts,
+    duplicate_groups,
+    kfold_rows,
+)
 from queryfit.training.trainer import blend_params, procrustes_weight
 from queryfit.vectors import RetrievalVectors
 
@@ -43,7 +50,7 @@ def test_coverage_split_falls_back_with_one_question_per_passage():
     assert split.mode == "query"
     dev_rel = [v.relevant[i] for i in split.dev_rows]
     assert not coverage_of([v.relevant[i] for i in split.train_rows], dev_rel).any()
-    assert "not covered" in split.describe()
+    assert "training does not cover" in split.describe()
 
 
 def test_duplicate_questions_stay_on_one_side():
@@ -130,16 +137,74 @@ def test_search_is_deterministic_under_a_seed_and_reports_every_try():
     assert "*" in a.table()
 
 
-def test_uncovered_dev_keeps_the_latest_epoch_that_beats_the_base():
-    data = synthetic(per_doc=1, n_docs=200)
-    split = coverage_split(data.relevant, 0.25, 0)
-    assert split.mode == "query"
-    train, dev = data.select(split.train_rows), data.select(split.dev_rows)
-    config = TrainConfig(max_epochs=12, lr=3e-3, blend=False)
-    result = fit_adapter(train, config, dev=dev, dev_covered=False)
-    identity = result.history[0].dev_score
-    above = [r.epoch for r in result.history[1:] if r.dev_score > identity]
-    assert above and result.best_epoch == above[-1]
-    best = fit_adapter(train, replace(config, uncovered_dev="best"), dev=dev, dev_covered=False)
-    top = max(result.history[1:], key=lambda r: (r.dev_score, -r.epoch))
-    assert best.best_epoch == top.epoch <= result.best_epoch
+def test_dev_parts_score_uncovered_questions_against_uncovered_passages_only():
+    v = synthetic(n_docs=10, per_doc=2)  # rows 2d and 2d+1 ask about passage d
+    train_rows = [0, 2, 4, 6]  # covers passages 0-3
+    parts = dev_parts(v, [1, 3, 8, 9], train_rows)
+    covered, uncovered = parts
+    np.testing.assert_array_equal(covered.queries, v.queries[[1, 3]])
+    assert covered.docs is v.docs and covered.relevant == [{0: 1.0}, {1: 1.0}]
+    # rows 8 and 9 ask about passage 4; only passages 4-9 (uncovered) are searched
+    np.testing.assert_array_equal(uncovered.docs, v.docs[4:])
+    assert uncovered.relevant == [{0: 1.0}, {0: 1.0}]
+    assert len(dev_parts(v, [1, 3], train_rows)) == 1  # all covered: one part
+
+
+def test_kfold_rows_partition_the_queries_and_keep_repeats_together():
+    v = synthetic(n_docs=20, per_doc=2)
+    v.queries[5] = v.queries[11]  # the same question twice
+    folds = kfold_rows(v, 5, seed=3)
+    assert sorted(r for f in folds for r in f) == list(range(len(v.queries)))
+    assert any(5 in f and 11 in f for f in folds)
+    assert max(map(len, folds)) - min(map(len, folds)) <= 2
+    assert folds == kfold_rows(v, 5, seed=3) and folds != kfold_rows(v, 5, seed=4)
+
+
+def test_cross_validation_learns_chooses_an_epoch_and_refits():
+    v = synthetic(n_docs=60, per_doc=2, noise=0.6)
+    config = TrainConfig(max_epochs=15, lr=3e-3, blend=False)
+    result = fit_adapter_cv(v, config, folds=4)
+    assert not result.shipped_identity and result.best_epoch >= 1
+    assert result.best_score > result.identity_score + 0.05
+    assert "4-fold cross-validated" in result.decision and "refit on all 120" in result.decision
+    base = evaluate_retrieval(v.queries, v.docs, v.relevant, metrics=["ndcg@10"])
+    adapted = evaluate_retrieval(
+        result.adapter.transform(v.queries), v.docs, v.relevant, metrics=["ndcg@10"]
+    )
+    assert adapted.summary()["ndcg@10"] > base.summary()["ndcg@10"] + 0.05
+    again = fit_adapter_cv(v, config, folds=4)
+    for name in result.adapter.params:
+        np.testing.assert_array_equal(result.adapter.params[name], again.adapter.params[name])
+
+
+def test_cross_validation_ships_identity_when_nothing_carries_over():
+    v = distorted_queries(DIM, 60, 2, 0.3, seed=0, learnable=False)
+    result = fit_adapter_cv(v, TrainConfig(max_epochs=10, lr=1e-2), folds=4)
+    assert result.shipped_identity and result.adapter.kind == "identity"
+    assert "shipping the identity" in result.decision
+
+
+def test_label_smoothing_matches_torch_cross_entropy_for_single_positives():
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(6, DIM), dim=-1)
+    docs = torch.nn.functional.normalize(torch.randn(9, DIM), dim=-1)
+    target = torch.tensor([0, 3, 3, 8, 1, 2])
+    positives = torch.nn.functional.one_hot(target, 9).bool()
+    ours = corpus_softmax_loss(q, docs, positives, 20.0, label_smoothing=0.1)
+    want = torch.nn.functional.cross_entropy(20.0 * q @ docs.T, target, label_smoothing=0.1)
+    torch.testing.assert_close(ours, want)
+    assert not torch.allclose(ours, corpus_softmax_loss(q, docs, positives, 20.0))
+
+
+def test_graded_positives_share_the_target_by_grade():
+    torch.manual_seed(1)
+    q = torch.nn.functional.normalize(torch.randn(1, DIM), dim=-1)
+    docs = torch.nn.functional.normalize(torch.randn(5, DIM), dim=-1)
+    positives = torch.tensor([[True, True, False, False, False]])
+    grades = torch.tensor([[2.0, 1.0, 0.0, 0.0, 0.0]])
+    s = 20.0 * (q @ docs.T)[0]
+    want = torch.logsumexp(s, 0) - torch.log(2 * s[0].exp() + s[1].exp())
+    torch.testing.assert_close(corpus_softmax_loss(q, docs, positives, 20.0, grades=grades), want)
+    # Equal grades give the ungraded loss plus a constant: the same gradients.
+    flat = corpus_softmax_loss(q, docs, positives, 20.0, grades=positives.float() * 3)
+    torch.testing.assert_close(flat, corpus_softmax_loss(q, docs, positives, 20.0) - np.log(3))

@@ -69,8 +69,9 @@ class TrainReport:
     seconds: float
     model_calls: int
     texts_from_store: int
-    train_queries: int
+    train_queries: int  # with cross-validation: the sizes of one fold
     dev_queries: int
+    cv_folds: int = 0  # 0: one dev split
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "adapter"}
@@ -191,13 +192,21 @@ def train(
         )
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
-    dev_vectors: RetrievalVectors | None = None
+    dev_vectors: list[RetrievalVectors] | RetrievalVectors | None = None
     train_vectors = vectors
-    split_note, search_table, dev_covered = "", None, None
-    if dev_fraction > 0 and split_by == "coverage":
-        # Quality work (issue 5): dev = held-out questions whose passages keep a training question
-        # when the data has such; otherwise plain held-out questions. See training/splits.py.
-        from .training.splits import coverage_split, duplicate_groups
+    split_note, search_table = "", None
+    # Quality work (issue 5): small data is cross-validated (every query scored once as dev);
+    # otherwise one dev split of new questions over covered passages when the data has such.
+    # See training/splits.py and docs/benchmarks.md.
+    cross_validate = (
+        dev_fraction > 0
+        and split_by == "coverage"
+        and config.cv_folds >= 2
+        and config.adapter != "procrustes"
+        and config.cv_folds <= len(vectors.queries) <= config.cv_max_queries
+    )
+    if dev_fraction > 0 and split_by == "coverage" and (search or not cross_validate):
+        from .training.splits import coverage_split, dev_parts, duplicate_groups
 
         split = coverage_split(
             vectors.relevant,
@@ -206,9 +215,9 @@ def train(
             duplicate_of=duplicate_groups(vectors.queries),
         )
         train_vectors = vectors.select(split.train_rows)
-        dev_vectors = vectors.select(split.dev_rows)
-        split_note, dev_covered = split.describe(), split.mode == "covered"
-    elif dev_fraction > 0:
+        dev_vectors = dev_parts(vectors, split.dev_rows, split.train_rows)
+        split_note = split.describe()
+    elif dev_fraction > 0 and split_by != "coverage":
         train_part, dev_part = split_dataset(
             dataset, dev_fraction=dev_fraction, by=split_by, seed=config.seed
         )
@@ -216,16 +225,25 @@ def train(
     if search and dev_vectors is not None:
         from .training.search import search as search_settings
 
-        found = search_settings(train_vectors, dev_vectors, config, dev_covered=dev_covered)
+        found = search_settings(train_vectors, dev_vectors, config)
         config, search_table = found.best_config, found.table()
-    result = fit_adapter(
-        train_vectors,
-        config,
-        dev=dev_vectors,
-        refit_on=vectors,
-        on_epoch=on_epoch,
-        dev_covered=dev_covered,
-    )
+    if cross_validate:
+        from .training import fit_adapter_cv
+
+        result = fit_adapter_cv(vectors, config, folds=config.cv_folds, on_epoch=on_epoch)
+        # Sizes of one fold (they add up to the whole); every query is dev once.
+        dev_vectors = vectors.select(range(len(vectors.queries) // config.cv_folds))
+        train_vectors = vectors.select(range(len(vectors.queries) - len(dev_vectors.queries)))
+        split_note = (
+            f"dev: {config.cv_folds}-fold cross-validation, each of the {len(vectors.queries)} "
+            "questions scored once as dev"
+        )
+    else:
+        result = fit_adapter(
+            train_vectors, config, dev=dev_vectors, refit_on=vectors, on_epoch=on_epoch
+        )
+    dev_list = [dev_vectors] if isinstance(dev_vectors, RetrievalVectors) else dev_vectors or []
+    dev_count = sum(len(part.queries) for part in dev_list)
     adapter = result.adapter
     adapter.base_model = {
         "id": embedder.model_id,
@@ -235,7 +253,8 @@ def train(
     history = [r.__dict__ for r in result.history]
     split_sizes = {
         "train_queries": len(train_vectors.queries),
-        "dev_queries": len(dev_vectors.queries) if dev_vectors is not None else 0,
+        "dev_queries": dev_count,
+        "cv_folds": config.cv_folds if cross_validate else 0,
     }
     embedding = {
         "model_calls": store.stats.model_calls - calls_before,

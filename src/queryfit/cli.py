@@ -193,7 +193,13 @@ def train(
     lr: float = typer.Option(_D.lr, help="Learning rate."),
     scale: float = typer.Option(_D.scale, help="Inverse temperature on cosine similarities."),
     identity_penalty: float = typer.Option(_D.identity_penalty, help="Pull toward the base."),
+    label_smoothing: float = typer.Option(_D.label_smoothing, help="Of the corpus softmax."),
     batch_size: int = typer.Option(_D.batch_size, help="Queries per step."),
+    cv_folds: int = typer.Option(
+        _D.cv_folds,
+        help=f"Cross-validate epochs and the gate over k folds (up to {_D.cv_max_queries} "
+        "queries, with --split-by coverage); 0 = one dev split.",
+    ),
     dev_fraction: float = typer.Option(0.2, help="Share of queries held out to choose and gate."),
     split_by: str = typer.Option(
         "coverage",
@@ -228,7 +234,9 @@ def train(
         lr=lr,
         scale=scale,
         identity_penalty=identity_penalty,
+        label_smoothing=label_smoothing,
         batch_size=batch_size,
+        cv_folds=cv_folds,
         seed=seed,
     )
     report = api.train(

@@ -723,7 +723,13 @@ def _facts(report: Any, details: QueryDetails | None) -> str:
             f"{int(data.get('queries') or 0):,} pairs over "
             f"{int(data.get('passages') or 0):,} passages"
         )
-        if split:
+        if split and split.get("cv_folds"):
+            pairs += (
+                f" ({int(split['cv_folds'])}-fold cross-validation: "
+                f"{int(split.get('train_queries') or 0):,} to train and "
+                f"{int(split.get('dev_queries') or 0):,} to check per fold, then a refit on all)"
+            )
+        elif split:
             pairs += (
                 f" ({int(split.get('train_queries') or 0):,} to train, "
                 f"{int(split.get('dev_queries') or 0):,} to choose epochs and gate)"

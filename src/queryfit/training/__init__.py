@@ -6,12 +6,12 @@ from typing import Any
 
 from .config import TrainConfig
 
-__all__ = ["EpochRecord", "FitResult", "TrainConfig", "fit_adapter"]
+__all__ = ["EpochRecord", "FitResult", "TrainConfig", "fit_adapter", "fit_adapter_cv"]
 
 
 def __getattr__(name: str) -> Any:
     # The trainer imports torch; load it only when training actually happens.
-    if name in ("EpochRecord", "FitResult", "fit_adapter"):
+    if name in ("EpochRecord", "FitResult", "fit_adapter", "fit_adapter_cv"):
         from . import trainer
 
         return getattr(trainer, name)

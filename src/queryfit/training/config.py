@@ -20,13 +20,15 @@ class TrainConfig:
     lr: float = 3e-4
     optimizer: str = "adam"  # "adam" or "adamw"
     weight_decay: float = 0.0  # AdamW decay toward zero; kept to replay other recipes
-    identity_penalty: float = 0.01  # pulls the map toward the identity (the base model)
+    identity_penalty: float = 0.03  # pulls the map toward the identity (the base model)
     batch_size: int = 32
     max_epochs: int = 50
     epochs: int | None = None  # fixed epoch count; None lets the dev split choose
     patience: int = 5  # epochs without dev improvement before stopping
     select_metric: str = "ndcg@10"
     min_improvement: float = 0.0  # dev gain over the identity required to ship the adapter
+    # ...and the gain must exceed gate_z standard errors of the paired per-query dev gain.
+    gate_z: float = 1.5
     shuffle: bool = True
     mask_shared_positives: bool = True
     bias: bool = True
@@ -41,10 +43,13 @@ class TrainConfig:
     hard_negatives: int = 0
     # Passages this similar (cosine) to a relevant one are never negatives, in either loss.
     duplicate_threshold: float = 0.95
-    # When dev passages are not covered by training questions (one question per passage), dev
-    # cannot see gains on covered passages: "longest" keeps the latest epoch still beating the
-    # base on dev, "best" the best one. Measured on Lyft's in-corpus split (docs/benchmarks.md).
-    uncovered_dev: str = "longest"
+    # Label smoothing of the corpus softmax (0 = off).
+    label_smoothing: float = 0.1
+    # Choose epochs, blend and the gate by k-fold cross-validation when the data has at most
+    # cv_max_queries queries (cheap there, and a single small dev split is too noisy); a single
+    # dev split above that, or with cv_folds < 2. Used by ``queryfit train``'s default split.
+    cv_folds: int = 5
+    cv_max_queries: int = 5000
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -63,10 +68,12 @@ class TrainConfig:
             raise TrainingError(
                 f"unknown adapter type {self.adapter!r}; choose one of: {', '.join(ADAPTER_KINDS)}"
             )
-        if self.uncovered_dev not in ("longest", "best"):
-            raise TrainingError(
-                f"unknown uncovered_dev {self.uncovered_dev!r}; choose longest or best"
-            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise TrainingError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.gate_z < 0:
+            raise TrainingError(f"gate_z must be >= 0, got {self.gate_z}")
+        if self.cv_folds < 0:
+            raise TrainingError(f"cv_folds must be >= 0, got {self.cv_folds}")
         if self.hard_negatives < 0:
             raise TrainingError(f"hard_negatives must be >= 0, got {self.hard_negatives}")
         if not self.blend_grid or any(not 0.0 < a <= 1.0 for a in self.blend_grid):
@@ -90,6 +97,7 @@ def llamaindex_recipe() -> TrainConfig:
         lr=2e-5,
         weight_decay=0.01,
         identity_penalty=0.0,
+        label_smoothing=0.0,
         batch_size=10,
         epochs=4,
         shuffle=False,

@@ -15,13 +15,16 @@ def corpus_softmax_loss(
     positives: torch.Tensor,
     scale: float,
     ignore: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    grades: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the relevant passages against the *whole* corpus.
 
     Because passages are frozen, every passage in the corpus is a negative for every query, not
     just the few that happen to share a batch. With several relevant passages the loss is
     ``logsumexp(all) - logsumexp(relevant)``: the probability mass put on any relevant passage,
-    so one relevant passage is never pushed down as a negative of another.
+    so one relevant passage is never pushed down as a negative of another (with ``grades``,
+    each relevant passage's share is weighted by its grade).
 
     Args:
         q: adapted, normalised queries [B, d].
@@ -30,12 +33,24 @@ def corpus_softmax_loss(
         scale: multiplier on cosine similarities (20 is a common choice).
         ignore: optional boolean mask [B, N] of passages left out of the softmax (near-duplicates
             of a relevant passage: likely unlabelled positives, so not negatives either).
+        label_smoothing: share of the target spread evenly over the passages in the softmax
+            (as in ``torch.nn.functional.cross_entropy``); it stops the map from pushing one
+            passage's score without bound.
+        grades: optional relevance grades [B, N]: the target mass on the relevant passages is
+            then shared in proportion to grade (a passage graded 2 counts twice one graded 1).
     """
     logits = scale * (q @ docs.T)
     if ignore is not None:
         logits = logits.masked_fill(ignore & ~positives, float("-inf"))
-    positive_logits = logits.masked_fill(~positives, float("-inf"))
-    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(positive_logits, dim=1)).mean()
+    positive_logits = logits if grades is None else logits + grades.clamp_min(1e-12).log()
+    positive_logits = positive_logits.masked_fill(~positives, float("-inf"))
+    log_norm = torch.logsumexp(logits, dim=1)
+    loss = log_norm - torch.logsumexp(positive_logits, dim=1)
+    if label_smoothing:
+        finite = torch.isfinite(logits)
+        uniform = log_norm - logits.masked_fill(~finite, 0.0).sum(1) / finite.sum(1)
+        loss = (1 - label_smoothing) * loss + label_smoothing * uniform
+    return loss.mean()
 
 
 def in_batch_loss(

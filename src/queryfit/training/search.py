@@ -19,7 +19,7 @@ from .config import TrainConfig
 # lr x identity pull x temperature: the levers that mattered most on the seed data's dev splits.
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
     "lr": (1e-4, 3e-4, 1e-3),
-    "identity_penalty": (0.01, 0.0),
+    "identity_penalty": (0.03, 0.0),
     "scale": (20.0, 50.0),
 }
 
@@ -69,12 +69,11 @@ def _best(tries: list[SearchTry]) -> int:
 
 def search(
     train: RetrievalVectors,
-    dev: RetrievalVectors,
+    dev: RetrievalVectors | list[RetrievalVectors],
     base: TrainConfig | None = None,
     grid: dict[str, tuple[Any, ...]] | None = None,
     *,
     on_try: Any = None,
-    dev_covered: bool | None = None,
 ) -> SearchResult:
     """Train every grid combination on ``train``, score it on ``dev``, return all tries.
 
@@ -90,7 +89,7 @@ def search(
         changes = dict(zip(keys, values, strict=True))
         config = replace(base, **changes)
         start = time.perf_counter()
-        result = fit_adapter(train, config, dev=dev, refit_on=None, dev_covered=dev_covered)
+        result = fit_adapter(train, config, dev=dev, refit_on=None)
         found = SearchTry(
             changes,
             result.best_score,

@@ -55,10 +55,7 @@ class FitResult:
 
 
 ProgressFn = Callable[[EpochRecord], None]
-
-# Fewest dev queries for the uncovered-dev "longest" epoch rule (200 pairs at a 0.2 dev share).
-MIN_UNCOVERED_DEV = 40
-
+DevParts = list[RetrievalVectors]  # dev queries, each part searching its own passages
 
 SMALL_PROBLEM = 20_000_000  # passage-matrix entries under which one CPU thread is fastest
 
@@ -85,41 +82,30 @@ def fit_adapter(
     train: RetrievalVectors,
     config: TrainConfig | None = None,
     *,
-    dev: RetrievalVectors | None = None,
+    dev: RetrievalVectors | DevParts | None = None,
     refit_on: RetrievalVectors | None = None,
     on_epoch: ProgressFn | None = None,
-    dev_covered: bool | None = None,
 ) -> FitResult:
     """Train an adapter on ``train``, choosing epochs on ``dev`` and refitting on ``refit_on``.
 
     Args:
         train: vectors of the training queries and the passages they search.
         config: settings; defaults are the measured best general choice.
-        dev: held-out queries for choosing the epoch count and for the ship/no-ship gate.
+        dev: held-out queries for choosing the epoch count and for the ship/no-ship gate; a list
+            of parts (see :func:`queryfit.training.splits.dev_parts`) is scored pooled.
         refit_on: all pairs (train + dev) for the final fit; ``None`` keeps the dev-chosen model.
         on_epoch: called after each epoch with its record (for progress bars and reports).
-        dev_covered: ``False`` says dev questions are about passages no training question covers
-            (see :mod:`queryfit.training.splits`); such a dev cannot see what longer training
-            gains on covered passages, so ``config.uncovered_dev="longest"`` then keeps the
-            latest epoch (and largest blend) that still beats the base on dev instead of the
-            best one, when dev holds at least ``MIN_UNCOVERED_DEV`` queries.
     """
-    config = config or TrainConfig()
-    config.validate()
-    if not any(train.relevant):
-        raise TrainingError("no training query has a relevant passage; check the dataset")
+    config = _checked(config, train)
     start = time.perf_counter()
-    dim = train.dim
-
+    parts = [dev] if isinstance(dev, RetrievalVectors) else dev
     if config.adapter == "procrustes":
-        return _fit_procrustes(train, config, dev, refit_on, start)
-
-    epochs = config.epochs if config.epochs is not None else config.max_epochs
-    if dev is None:
-        module, history = _train(train, config, epochs, dev=None, on_epoch=on_epoch)
-        adapter = _to_adapter(module, config, dim)
+        return _fit_procrustes(train, config, parts, refit_on, start)
+    if not parts:
+        epochs = config.epochs if config.epochs is not None else config.max_epochs
+        run, history = _train(train, config, epochs, dev=None, on_epoch=on_epoch)
         return FitResult(
-            adapter,
+            _to_adapter(run.module, config, train.dim),
             history,
             epochs,
             None,
@@ -129,36 +115,97 @@ def fit_adapter(
             f"trained {epochs} epochs (no dev split to choose or gate with)",
             config,
         )
+    return _fit_runs([_Run(train, config, parts)], config, refit_on, on_epoch, start)
 
-    patience = None if config.epochs is not None else config.patience
-    # The "longest" rule trusts dev only to say "not worse than the base": that needs a dev of a
-    # reasonable size, else (tiny data) the usual best-epoch rule applies.
-    longest = (
-        dev_covered is False
-        and config.uncovered_dev == "longest"
-        and config.epochs is None
-        and len(dev.queries) >= MIN_UNCOVERED_DEV
-    )
-    module, history = _train(
-        train, config, epochs, dev=dev, on_epoch=on_epoch, patience=patience, longest=longest
-    )
-    scored = [r for r in history if r.dev_score is not None]
-    identity_score = scored[0].dev_score
-    best = max(scored, key=lambda r: (r.dev_score, -r.epoch))
-    if longest:
-        above = [r for r in scored if r.epoch > 0 and r.dev_score > identity_score]
-        best = above[-1] if above else scored[0]
-    metric = config.select_metric
-    alpha, blend_scores = 1.0, {1.0: best.dev_score}
-    if config.blend and best.epoch > 0:
-        alpha, blend_scores = _choose_blend(
-            module, dev, config, above=identity_score if longest else None
+
+@_threads_for_size
+def fit_adapter_cv(
+    vectors: RetrievalVectors,
+    config: TrainConfig | None = None,
+    *,
+    folds: int = 5,
+    on_epoch: ProgressFn | None = None,
+) -> FitResult:
+    """Choose the epoch count, blend and gate by ``folds``-fold cross-validation, then refit.
+
+    Every query is scored once as dev, so the curve that picks the epoch averages over all of
+    them instead of one small split (on the seed data a 20% split was too noisy to see gains
+    that the averaged curve finds, docs/benchmarks.md). The folds train in lockstep, one epoch
+    each, and stop together when the pooled dev score stops improving.
+    """
+    from .splits import dev_parts, kfold_rows
+
+    config = _checked(config, vectors)
+    if config.adapter == "procrustes":
+        raise TrainingError("procrustes is closed-form: use fit_adapter with a dev split")
+    start = time.perf_counter()
+    runs = []
+    for dev_rows in kfold_rows(vectors, folds, config.seed):
+        held = set(dev_rows)
+        train_rows = [r for r in range(len(vectors.queries)) if r not in held]
+        runs.append(
+            _Run(vectors.select(train_rows), config, dev_parts(vectors, dev_rows, train_rows))
         )
+    result = _fit_runs(runs, config, vectors, on_epoch, start)
+    result.decision = result.decision.replace("dev ", f"{folds}-fold cross-validated dev ", 1)
+    return result
+
+
+def _checked(config: TrainConfig | None, train: RetrievalVectors) -> TrainConfig:
+    config = config or TrainConfig()
+    config.validate()
+    if not any(train.relevant):
+        raise TrainingError("no training query has a relevant passage; check the dataset")
+    return config
+
+
+def _fit_runs(
+    runs: list[_Run],
+    config: TrainConfig,
+    refit_on: RetrievalVectors | None,
+    on_epoch: ProgressFn | None,
+    start: float,
+) -> FitResult:
+    """Step the runs in lockstep, pick the epoch and blend on their pooled dev score, gate, refit.
+
+    With one run this is the plain dev-split recipe; with several, cross-validation.
+    """
+    dim = runs[0].queries.shape[1]
+    epochs = config.epochs if config.epochs is not None else config.max_epochs
+    patience = None if config.epochs is not None else config.patience
+    history: list[EpochRecord] = []
+    best, states, stale = None, None, 0
+    for epoch in range(epochs + 1):
+        losses = [run.epoch() for run in runs] if epoch > 0 else None
+        dev_loss, per_query = _pooled([run.score() for run in runs])
+        if epoch == 0:
+            identity_per_query = per_query
+        dev_score = float(per_query.mean())
+        rec = EpochRecord(epoch, float(np.mean(losses)) if losses else None, dev_loss, dev_score)
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+        if best is None or dev_score > best.dev_score:
+            best, states, stale = rec, [run.state() for run in runs], 0
+        else:
+            stale += 1
+        if patience is not None and stale >= patience:
+            break
+    for run, state in zip(runs, states, strict=True):
+        run.module.load_state_dict(state)
+    identity_score = history[0].dev_score
+    metric = config.select_metric
+    alphas = sorted(set(config.blend_grid) | {1.0}) if config.blend and best.epoch > 0 else [1.0]
+    blended = {a: _pooled([run.score(a) for run in runs])[1] for a in alphas}
+    blend_scores = {a: float(v.mean()) for a, v in blended.items()}
+    alpha = max(blend_scores, key=lambda a: (blend_scores[a], -a))
     best_score = blend_scores[alpha]
 
-    if best.epoch == 0 or best_score - identity_score <= config.min_improvement:
+    gain, noise = _paired_gain(blended[alpha], identity_per_query)
+    if best.epoch == 0 or gain <= max(config.min_improvement, config.gate_z * noise):
         decision = (
-            f"no epoch beat the base model on dev {metric} ({identity_score:.4f}); "
+            f"no epoch beat the base model on dev {metric} ({identity_score:.4f}) by more than "
+            f"the noise ({config.gate_z:g} x standard error {noise:.4f}); "
             "shipping the identity adapter (retrieval unchanged)"
         )
         return FitResult(
@@ -178,9 +225,9 @@ def fit_adapter(
     decision = f"dev {metric} {identity_score:.4f} -> {best_score:.4f} at epoch {best.epoch}"
     if alpha < 1.0:
         decision += f" with blend {alpha:g}"
-    # Without a refit, ``module`` is already in its best-epoch state (``_train`` restores it).
+    module = runs[0].module  # in its best-epoch state
     if refit_on is not None and config.refit:
-        module, _ = _train(refit_on, config, best.epoch, dev=None)
+        module = _train(refit_on, config, best.epoch, dev=None)[0].module
         decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
     return FitResult(
         _to_adapter(module, config, dim, alpha),
@@ -197,103 +244,165 @@ def fit_adapter(
     )
 
 
+def _pooled(scores: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray]:
+    """Dev loss and per-query metric over several runs' dev queries (loss weighted by count)."""
+    count = sum(len(per_query) for _, per_query in scores)
+    loss = sum(loss * len(per_query) for loss, per_query in scores) / count
+    return loss, np.concatenate([per_query for _, per_query in scores])
+
+
+def _paired_gain(adapted: np.ndarray, base: np.ndarray) -> tuple[float, float]:
+    """Mean per-query gain over the base and its standard error (paired, same queries).
+
+    The gate asks for a gain above the noise: the best of many epochs beats the base by a
+    little by chance alone, even when labels carry nothing to learn (tests/).
+    """
+    diff = adapted - base
+    noise = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return float(diff.mean()), noise
+
+
+class _Run:
+    """One model, its optimiser and its data: trains an epoch at a time and scores dev.
+
+    Split out of the epoch loop so cross-validation can step several runs in lockstep.
+    """
+
+    def __init__(
+        self, data: RetrievalVectors, config: TrainConfig, dev: DevParts | None = None
+    ) -> None:
+        torch.manual_seed(config.seed)
+        self.config = config
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.module = build_module(
+            config.adapter,
+            data.dim,
+            bias=config.bias,
+            hidden_dim=config.hidden_dim,
+            rank=config.rank,
+        )
+        optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_class(
+            self.module.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        tensors = _tensors(data)
+        self.queries, self.docs, self.positives, self.first_positive, self.grades = tensors
+        self.dev = [(part, _tensors(part)) for part in (dev or [])]
+        # Near-duplicates of each query's positives are never its negatives (None if none).
+        duplicates = near_duplicate_mask(data.docs, data.relevant, config.duplicate_threshold)
+        self.ignore = torch.from_numpy(duplicates) if duplicates.any() else None
+        self.hard_idx = self.hard_valid = None
+        if config.loss == "in_batch" and config.hard_negatives > 0:
+            mined = mine_hard_negatives(
+                data.queries,
+                data.docs,
+                data.relevant,
+                config.hard_negatives,
+                near_duplicates=duplicates,
+            )
+            self.hard_valid = torch.from_numpy(mined >= 0)
+            self.hard_idx = torch.from_numpy(np.maximum(mined, 0))
+
+    def epoch(self) -> float:
+        """One pass over the training queries; returns the mean training loss."""
+        config, n = self.config, len(self.queries)
+        order = torch.randperm(n, generator=self.generator) if config.shuffle else torch.arange(n)
+        losses = []
+        for batch in order.split(config.batch_size):
+            loss = self._loss(batch)
+            if config.identity_penalty:
+                loss = loss + config.identity_penalty * self.module.identity_distance()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        return float(np.mean(losses))
+
+    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        q = torch.nn.functional.normalize(self.module(self.queries[batch]), dim=-1)
+        if config.loss == "corpus":
+            skip = self.ignore[batch] if self.ignore is not None else None
+            grades = self.grades[batch] if self.grades is not None else None
+            return corpus_softmax_loss(
+                q,
+                self.docs,
+                self.positives[batch],
+                config.scale,
+                skip,
+                config.label_smoothing,
+                grades,
+            )
+        pos = self.first_positive[batch]
+        shared = self.positives[batch][:, pos] & ~torch.eye(len(batch), dtype=torch.bool)
+        if self.ignore is not None:
+            shared = shared | self.ignore[batch][:, pos]
+        mask = shared if config.mask_shared_positives else None
+        hard = self.docs[self.hard_idx[batch]] if self.hard_idx is not None else None
+        valid = self.hard_valid[batch] if self.hard_valid is not None else None
+        return in_batch_loss(q, self.docs[pos], mask, config.scale, hard, valid)
+
+    @torch.no_grad()
+    def score(self, alpha: float = 1.0) -> tuple[float, np.ndarray]:
+        """Dev loss and per-query ranking metric of ``q + alpha (f(q) - q)``.
+
+        Parts (see :func:`queryfit.training.splits.dev_parts`) are pooled by query count."""
+        total_loss, per_query = 0.0, []
+        for part, (queries, docs, positives, _, grades) in self.dev:
+            adapted = queries + alpha * (self.module(queries) - queries)
+            q = torch.nn.functional.normalize(adapted, dim=-1)
+            loss = corpus_softmax_loss(q, docs, positives, self.config.scale, grades=grades).item()
+            total_loss += len(queries) * loss
+            per_query.append(_dev_metric(adapted.numpy(), part, self.config.select_metric))
+        scores = np.concatenate(per_query)
+        return total_loss / len(scores), scores
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+
 def _train(
     data: RetrievalVectors,
     config: TrainConfig,
     epochs: int,
     *,
-    dev: RetrievalVectors | None,
+    dev: DevParts | None,
     on_epoch: ProgressFn | None = None,
     patience: int | None = None,
-    longest: bool = False,
-) -> tuple[torch.nn.Module, list[EpochRecord]]:
+) -> tuple[_Run, list[EpochRecord]]:
     """Run up to ``epochs`` epochs from the identity; score dev after each (epoch 0 = identity).
 
-    Keeps the best dev state; with ``longest``, the latest state that beats the identity on dev
-    (patience then counts epochs at or below the identity).
+    Returns the run restored to its best dev state (the last state without dev).
     """
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    module = build_module(
-        config.adapter, data.dim, bias=config.bias, hidden_dim=config.hidden_dim, rank=config.rank
-    )
-    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-    queries, docs, positives, first_positive = _tensors(data)
-    dev_tensors = _tensors(dev) if dev is not None else None
-    # Near-duplicates of each query's positives are never its negatives (None if there are none).
-    duplicates = near_duplicate_mask(data.docs, data.relevant, config.duplicate_threshold)
-    ignore = torch.from_numpy(duplicates) if duplicates.any() else None
-    hard_idx = hard_valid = None
-    if config.loss == "in_batch" and config.hard_negatives > 0:
-        mined = mine_hard_negatives(
-            data.queries,
-            data.docs,
-            data.relevant,
-            config.hard_negatives,
-            near_duplicates=duplicates,
-        )
-        hard_valid = torch.from_numpy(mined >= 0)
-        hard_idx = torch.from_numpy(np.maximum(mined, 0))
+    run = _Run(data, config, dev)
     history: list[EpochRecord] = []
     best_score, best_state, stale = -np.inf, None, 0
-
-    def record(epoch: int, train_loss: float | None) -> bool:
-        """Score dev, keep the best state; return True when patience has run out."""
-        nonlocal best_score, best_state, stale
-        dev_loss, dev_score = (
-            _score(module, dev, dev_tensors, config) if dev is not None else (None, None)
-        )
+    for epoch in range(epochs + 1):
+        train_loss = run.epoch() if epoch > 0 else None
+        dev_loss = dev_score = None
+        if run.dev:
+            dev_loss, per_query = run.score()
+            dev_score = float(per_query.mean())
         rec = EpochRecord(epoch, train_loss, dev_loss, dev_score)
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
         if dev_score is None:
-            return False
-        # "longest" keeps the latest state above the identity (epoch 0), else the best one.
-        bar = history[0].dev_score if longest and epoch > 0 else best_score
-        if dev_score > bar:
-            best_score, stale = dev_score, 0
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            continue
+        if dev_score > best_score:
+            best_score, best_state, stale = dev_score, run.state(), 0
         else:
             stale += 1
-        return patience is not None and stale >= patience
-
-    record(0, None)
-    n = len(queries)
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator) if config.shuffle else torch.arange(n)
-        losses = []
-        for batch in order.split(config.batch_size):
-            q = torch.nn.functional.normalize(module(queries[batch]), dim=-1)
-            if config.loss == "corpus":
-                skip = ignore[batch] if ignore is not None else None
-                loss = corpus_softmax_loss(q, docs, positives[batch], config.scale, skip)
-            else:
-                pos = first_positive[batch]
-                shared = positives[batch][:, pos] & ~torch.eye(len(batch), dtype=torch.bool)
-                if ignore is not None:
-                    shared = shared | ignore[batch][:, pos]
-                mask = shared if config.mask_shared_positives else None
-                hard = docs[hard_idx[batch]] if hard_idx is not None else None
-                valid = hard_valid[batch] if hard_valid is not None else None
-                loss = in_batch_loss(q, docs[pos], mask, config.scale, hard, valid)
-            if config.identity_penalty:
-                loss = loss + config.identity_penalty * module.identity_distance()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        if record(epoch, float(np.mean(losses))):
+        if patience is not None and stale >= patience:
             break
     if best_state is not None:
-        module.load_state_dict(best_state)
-    return module, history
+        run.module.load_state_dict(best_state)
+    return run, history
 
 
 def _tensors(data: RetrievalVectors) -> tuple[torch.Tensor, ...]:
-    """Queries, normalised passages, a relevance mask, and one positive per query."""
+    """Queries, normalised passages, a relevance mask, one positive per query (the highest
+    graded), and the grades when they are not all equal (else ``None``)."""
     queries = torch.from_numpy(np.ascontiguousarray(data.queries, dtype=np.float32))
     docs = torch.nn.functional.normalize(
         torch.from_numpy(np.ascontiguousarray(data.docs, dtype=np.float32)), dim=-1
@@ -305,54 +414,20 @@ def _tensors(data: RetrievalVectors) -> tuple[torch.Tensor, ...]:
         if not rows:
             raise TrainingError(f"training query {i} has no relevant passage")
         positives[i, rows] = True
-        first[i] = rows[0]
-    return queries, docs, positives, first
+        first[i] = max(rows, key=lambda d: rel[d])
+    grades = None
+    if len({g for rel in data.relevant for g in rel.values() if g > 0}) > 1:
+        grades = torch.zeros(len(queries), len(docs))
+        for i, rel in enumerate(data.relevant):
+            for d, g in rel.items():
+                grades[i, d] = max(g, 0.0)
+    return queries, docs, positives, first, grades
 
 
-@torch.no_grad()
-def _score(
-    module: torch.nn.Module,
-    dev: RetrievalVectors,
-    dev_tensors: tuple[torch.Tensor, ...],
-    config: TrainConfig,
-) -> tuple[float, float]:
-    """Dev loss (corpus softmax) and dev ranking metric for the current weights.
-
-    ``dev_tensors`` is ``_tensors(dev)``, built once per training run rather than per epoch.
-    """
-    queries, docs, positives, _ = dev_tensors
-    adapted = module(queries)
-    q = torch.nn.functional.normalize(adapted, dim=-1)
-    loss = corpus_softmax_loss(q, docs, positives, config.scale).item()
-    return loss, _dev_metric(adapted.numpy(), dev, config.select_metric)
-
-
-def _dev_metric(adapted: np.ndarray, dev: RetrievalVectors, metric: str) -> float:
+def _dev_metric(adapted: np.ndarray, dev: RetrievalVectors, metric: str) -> np.ndarray:
+    """The metric per dev query."""
     result = evaluate_retrieval(adapted, dev.docs, dev.relevant, metrics=[metric])
-    return float(result.summary()[metric])
-
-
-@torch.no_grad()
-def _choose_blend(
-    module: torch.nn.Module,
-    dev: RetrievalVectors,
-    config: TrainConfig,
-    above: float | None = None,
-) -> tuple[float, dict[float, float]]:
-    """Dev score of ``q + alpha (f(q) - q)`` for each alpha; the best (ties: the smallest).
-
-    With ``above`` (an uncovered dev, see ``fit_adapter``), the largest alpha scoring above it.
-    """
-    base = np.ascontiguousarray(dev.queries, dtype=np.float32)
-    change = module(torch.from_numpy(base)).numpy() - base
-    scores = {
-        float(a): _dev_metric(base + a * change, dev, config.select_metric)
-        for a in sorted(set(config.blend_grid) | {1.0})
-    }
-    best = max(scores, key=lambda a: (scores[a], -a))
-    if above is not None:
-        best = max((a for a in scores if scores[a] > above), default=best)
-    return best, scores
+    return np.asarray(result.metrics[metric], dtype=np.float64)
 
 
 def blend_params(kind: str, params: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
@@ -404,13 +479,13 @@ def procrustes_weight(data: RetrievalVectors) -> np.ndarray:
 def _fit_procrustes(
     train: RetrievalVectors,
     config: TrainConfig,
-    dev: RetrievalVectors | None,
+    dev: DevParts | None,
     refit_on: RetrievalVectors | None,
     start: float,
 ) -> FitResult:
     """Closed-form rotation blended toward the identity; alpha and the gate chosen on dev."""
     weight = procrustes_weight(train)
-    if dev is None:
+    if not dev:
         params = blend_params("linear", {"weight": weight}, max(config.blend_grid))
         adapter = Adapter(kind="linear", params=params, dim=train.dim)
         return FitResult(
@@ -424,15 +499,22 @@ def _fit_procrustes(
             "procrustes rotation (no dev split to blend or gate with)",
             config,
         )
-    base = np.ascontiguousarray(dev.queries, dtype=np.float32)
     metric = config.select_metric
-    identity = _dev_metric(base, dev, metric)
-    scores = {
-        float(a): _dev_metric(base + a * (base @ weight.T - base), dev, metric)
-        for a in sorted(set(config.blend_grid))
-    }
+
+    def blended(alpha: float) -> np.ndarray:
+        """Per-query dev metric of ``q + alpha (R q - q)``."""
+        out = []
+        for part in dev:
+            base = np.ascontiguousarray(part.queries, dtype=np.float32)
+            out.append(_dev_metric(base + alpha * (base @ weight.T - base), part, metric))
+        return np.concatenate(out)
+
+    per_query = {float(a): blended(a) for a in sorted(set(config.blend_grid) | {0.0})}
+    scores = {a: float(v.mean()) for a, v in per_query.items() if a > 0}
+    identity = float(per_query[0.0].mean())
     alpha = max(scores, key=lambda a: (scores[a], -a))
-    if scores[alpha] - identity <= config.min_improvement:
+    gain, noise = _paired_gain(per_query[alpha], per_query[0.0])
+    if gain <= max(config.min_improvement, config.gate_z * noise):
         return FitResult(
             Adapter.identity(train.dim),
             [],
