@@ -48,7 +48,7 @@ class TrainConfig:
     # Choose epochs, blend and the gate by k-fold cross-validation when the data has at most
     # cv_max_queries queries (cheap there, and a single small dev split is too noisy); a single
     # dev split above that, or with cv_folds < 2. Used by ``queryfit train``'s default split.
-    cv_folds: int = 5
+    cv_folds: int = 3
     cv_max_queries: int = 5000
 
     def to_dict(self) -> dict[str, Any]:

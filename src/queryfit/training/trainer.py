@@ -123,10 +123,12 @@ def fit_adapter_cv(
     vectors: RetrievalVectors,
     config: TrainConfig | None = None,
     *,
-    folds: int = 5,
+    folds: int | None = None,
     on_epoch: ProgressFn | None = None,
 ) -> FitResult:
-    """Choose the epoch count, blend and gate by ``folds``-fold cross-validation, then refit.
+    """Choose the epoch count, blend and gate by k-fold cross-validation, then refit.
+
+    ``folds`` defaults to ``config.cv_folds``.
 
     Every query is scored once as dev, so the curve that picks the epoch averages over all of
     them instead of one small split (on the seed data a 20% split was too noisy to see gains
@@ -136,6 +138,7 @@ def fit_adapter_cv(
     from .splits import dev_parts, kfold_rows
 
     config = _checked(config, vectors)
+    folds = folds or config.cv_folds
     if config.adapter == "procrustes":
         raise TrainingError("procrustes is closed-form: use fit_adapter with a dev split")
     start = time.perf_counter()
