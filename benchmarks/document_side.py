@@ -14,12 +14,12 @@ Not a product feature: on this data the rewrite gave no measurable gain (docs/be
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
+import seed_data
 import torch
+from seed_data import DATA
 
 from queryfit.dataset import load_dataset
 from queryfit.embedders import get_embedder
@@ -29,17 +29,12 @@ from queryfit.training.losses import corpus_softmax_loss
 from queryfit.training.modules import LinearMap
 from queryfit.vectors import RetrievalVectors, embed_dataset
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10k"
 EPOCHS = (15, 30, 60)
 
 
 def directions(v: RetrievalVectors) -> list[tuple[list[int], list[int]]]:
     """(train rows, test rows): first question per passage -> second, and the reverse."""
-    seen: set[int] = set()
-    first, second = [], []
-    for i, rel in enumerate(v.relevant):
-        (second if min(rel) in seen else first).append(i)
-        seen.add(min(rel))
+    first, second = seed_data.first_and_second(min(rel) for rel in v.relevant)
     return [(first, second), (second, first)]
 
 
@@ -78,11 +73,9 @@ def scores(v: RetrievalVectors, rows: list[int], query_map, doc_map) -> dict[str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=".queryfit/benchmark.sqlite")
+    parser = seed_data.parser(__doc__)
     args = parser.parse_args()
-    if not (DATA / "lyft_train.json").is_file():
-        print(f"skipped: {DATA} is absent (needs ../shared/data/seed-10k)", file=sys.stderr)
+    if not seed_data.data_present():
         return 0
     torch.set_num_threads(1)
     embedder, store = get_embedder(None), EmbeddingStore(args.store)

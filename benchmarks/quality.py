@@ -19,15 +19,15 @@ Settings were chosen on Lyft dev splits only; the Uber sides are the final test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
+import seed_data
+from seed_data import DATA
 
 from queryfit import api
 from queryfit.adapters import Adapter
@@ -39,7 +39,6 @@ from queryfit.training import TrainConfig, fit_adapter
 from queryfit.training.config import llamaindex_recipe
 from queryfit.vectors import RetrievalVectors, embed_dataset
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10k"
 METRICS = ("hit@1", "hit@5", "hit@10", "mrr@5", "mrr@10", "ndcg@10")
 SHOWN = ("hit@1", "hit@5", "hit@10", "mrr@5", "mrr@10", "ndcg@10")
 
@@ -68,13 +67,9 @@ def train_like_cli(data: QADataset, config: TrainConfig, embedder, store):
 
 def in_corpus(data: QADataset) -> tuple[QADataset, QADataset]:
     """First question of each passage trains, the second tests (same corpus)."""
-    seen: set[str] = set()
-    first, second = [], []
-    for qid in data.queries:
-        doc = min(data.relevant_docs[qid])
-        (second if doc in seen else first).append(qid)
-        seen.add(doc)
-    return data.subset(first), data.subset(second)
+    ids = list(data.queries)
+    first, second = seed_data.first_and_second(min(data.relevant_docs[q]) for q in ids)
+    return data.subset(ids[r] for r in first), data.subset(ids[r] for r in second)
 
 
 def subsample(data: QADataset, share: float, seed: int = 0) -> QADataset:
@@ -158,13 +153,11 @@ def _note(report) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=".queryfit/benchmark.sqlite")
+    parser = seed_data.parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="no levers, 2000 resamples")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if not (DATA / "lyft_train.json").is_file():
-        print(f"skipped: {DATA} is absent (needs ../shared/data/seed-10k)", file=sys.stderr)
+    if not seed_data.data_present():
         return 0
     ctx = (get_embedder(None), EmbeddingStore(args.store))
     lyft, uber = load_dataset(DATA / "lyft_train.json"), load_dataset(DATA / "uber_val.json")

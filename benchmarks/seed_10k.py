@@ -9,11 +9,13 @@ a warm store and counts model calls on a second run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
+
+import seed_data
+from seed_data import DATA
 
 from queryfit import api
 from queryfit.adapters import Adapter
@@ -24,18 +26,15 @@ from queryfit.training import fit_adapter
 from queryfit.training.config import llamaindex_recipe
 from queryfit.vectors import embed_dataset
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10k"
 METRICS = ("hit@5", "mrr@5", "ndcg@10")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=".queryfit/benchmark.sqlite")
+    parser = seed_data.parser(__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="start from an empty store")
     args = parser.parse_args()
-    if not (DATA / "lyft_train.json").is_file():
-        print(f"skipped: {DATA} is absent (needs ../shared/data/seed-10k)", file=sys.stderr)
+    if not seed_data.data_present():
         return 0
 
     train_set, test_set = (

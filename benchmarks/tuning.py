@@ -14,12 +14,12 @@ six fits per proxy, and the chosen epochs (I = the gate shipped the identity).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 
 import numpy as np
-from quality import DATA
+import seed_data
+from seed_data import DATA
 
 from queryfit.adapters import Adapter
 from queryfit.dataset import load_dataset
@@ -48,11 +48,7 @@ def fit(v: RetrievalVectors, config: TrainConfig):
 
 
 def proxies(v: RetrievalVectors) -> dict[str, list[tuple[RetrievalVectors, RetrievalVectors]]]:
-    seen: set[int] = set()
-    first, second = [], []
-    for i, rel in enumerate(v.relevant):
-        (second if min(rel) in seen else first).append(i)
-        seen.add(min(rel))
+    first, second = seed_data.first_and_second(min(rel) for rel in v.relevant)
     ic1, ic2 = v.select(first), v.select(second)
     passages = sorted({min(rel) for rel in v.relevant})
     rng = np.random.default_rng(0)
@@ -76,11 +72,9 @@ def scores(adapter: Adapter, test: RetrievalVectors) -> np.ndarray:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=".queryfit/benchmark.sqlite")
+    parser = seed_data.parser(__doc__)
     args = parser.parse_args()
-    if not (DATA / "lyft_train.json").is_file():
-        print(f"skipped: {DATA} is absent (needs ../shared/data/seed-10k)", file=sys.stderr)
+    if not seed_data.data_present():
         return 0
     lyft = load_dataset(DATA / "lyft_train.json")
     v = embed_dataset(lyft, get_embedder(None), EmbeddingStore(args.store), progress=False)

@@ -230,10 +230,10 @@ def train(
     if cross_validate:
         from .training import fit_adapter_cv
 
-        result = fit_adapter_cv(vectors, config, folds=config.cv_folds, on_epoch=on_epoch)
+        result = fit_adapter_cv(vectors, config, on_epoch=on_epoch)
         # Sizes of one fold (they add up to the whole); every query is dev once.
-        dev_vectors = vectors.select(range(len(vectors.queries) // config.cv_folds))
-        train_vectors = vectors.select(range(len(vectors.queries) - len(dev_vectors.queries)))
+        dev_count = len(vectors.queries) // config.cv_folds
+        train_count = len(vectors.queries) - dev_count
         split_note = (
             f"dev: {config.cv_folds}-fold cross-validation, each of the {len(vectors.queries)} "
             "questions scored once as dev"
@@ -242,8 +242,9 @@ def train(
         result = fit_adapter(
             train_vectors, config, dev=dev_vectors, refit_on=vectors, on_epoch=on_epoch
         )
-    dev_list = [dev_vectors] if isinstance(dev_vectors, RetrievalVectors) else dev_vectors or []
-    dev_count = sum(len(part.queries) for part in dev_list)
+        dev_list = [dev_vectors] if isinstance(dev_vectors, RetrievalVectors) else dev_vectors
+        dev_count = sum(len(part.queries) for part in dev_list or [])
+        train_count = len(train_vectors.queries)
     adapter = result.adapter
     adapter.base_model = {
         "id": embedder.model_id,
@@ -252,7 +253,7 @@ def train(
     }
     history = [r.__dict__ for r in result.history]
     split_sizes = {
-        "train_queries": len(train_vectors.queries),
+        "train_queries": train_count,
         "dev_queries": dev_count,
         "cv_folds": config.cv_folds if cross_validate else 0,
     }

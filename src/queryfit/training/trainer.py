@@ -1,11 +1,11 @@
 """Fit a query-side adapter on frozen passage vectors.
 
-The recipe: start from the identity, train on the training queries while scoring a held-out dev
-split after every epoch, keep the epoch count that scored best, then refit on every pair for that
-many epochs. On dev it also picks a blend ``alpha * adapted + (1 - alpha) * query`` (shrinking the
-learned change toward the base model; it folds into the adapter's own arrays). If nothing beats
-the identity on dev, ship the identity and say so: an adapter that makes retrieval worse on dev is
-never the result.
+The recipe: start from the identity, train while scoring held-out dev questions after every
+epoch (one dev split, or k folds in lockstep with every question dev once), keep the epoch count
+that scored best, then refit on every pair for that many epochs. Dev also picks a blend
+``alpha * adapted + (1 - alpha) * query`` (shrinking the learned change toward the base model;
+it folds into the adapter's own arrays). Unless the dev gain beats the noise, ship the identity
+and say so: an adapter that makes retrieval worse on dev is never the result.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def fit_adapter(
         return _fit_procrustes(train, config, parts, refit_on, start)
     if not parts:
         epochs = config.epochs if config.epochs is not None else config.max_epochs
-        run, history = _train(train, config, epochs, dev=None, on_epoch=on_epoch)
+        run, history = _train(train, config, epochs, on_epoch=on_epoch)
         return FitResult(
             _to_adapter(run.module, config, train.dim),
             history,
@@ -149,9 +149,7 @@ def fit_adapter_cv(
         runs.append(
             _Run(vectors.select(train_rows), config, dev_parts(vectors, dev_rows, train_rows))
         )
-    result = _fit_runs(runs, config, vectors, on_epoch, start)
-    result.decision = result.decision.replace("dev ", f"{folds}-fold cross-validated dev ", 1)
-    return result
+    return _fit_runs(runs, config, vectors, on_epoch, start, f"{folds}-fold cross-validated dev")
 
 
 def _checked(config: TrainConfig | None, train: RetrievalVectors) -> TrainConfig:
@@ -168,10 +166,12 @@ def _fit_runs(
     refit_on: RetrievalVectors | None,
     on_epoch: ProgressFn | None,
     start: float,
+    dev_name: str = "dev",
 ) -> FitResult:
     """Step the runs in lockstep, pick the epoch and blend on their pooled dev score, gate, refit.
 
     With one run this is the plain dev-split recipe; with several, cross-validation.
+    ``dev_name`` says which in the decision.
     """
     dim = runs[0].queries.shape[1]
     epochs = config.epochs if config.epochs is not None else config.max_epochs
@@ -207,8 +207,8 @@ def _fit_runs(
     gain, noise = _paired_gain(blended[alpha], identity_per_query)
     if best.epoch == 0 or gain <= max(config.min_improvement, config.gate_z * noise):
         decision = (
-            f"no epoch beat the base model on dev {metric} ({identity_score:.4f}) by more than "
-            f"the noise ({config.gate_z:g} x standard error {noise:.4f}); "
+            f"no epoch beat the base model on {dev_name} {metric} ({identity_score:.4f}) by "
+            f"more than the noise ({config.gate_z:g} x standard error {noise:.4f}); "
             "shipping the identity adapter (retrieval unchanged)"
         )
         return FitResult(
@@ -225,12 +225,12 @@ def _fit_runs(
             blend_scores,
         )
 
-    decision = f"dev {metric} {identity_score:.4f} -> {best_score:.4f} at epoch {best.epoch}"
+    decision = f"{dev_name} {metric} {identity_score:.4f} -> {best_score:.4f} at epoch {best.epoch}"
     if alpha < 1.0:
         decision += f" with blend {alpha:g}"
     module = runs[0].module  # in its best-epoch state
     if refit_on is not None and config.refit:
-        module = _train(refit_on, config, best.epoch, dev=None)[0].module
+        module = _train(refit_on, config, best.epoch)[0].module
         decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
     return FitResult(
         _to_adapter(module, config, dim, alpha),
@@ -369,37 +369,15 @@ def _train(
     config: TrainConfig,
     epochs: int,
     *,
-    dev: DevParts | None,
     on_epoch: ProgressFn | None = None,
-    patience: int | None = None,
 ) -> tuple[_Run, list[EpochRecord]]:
-    """Run up to ``epochs`` epochs from the identity; score dev after each (epoch 0 = identity).
-
-    Returns the run restored to its best dev state (the last state without dev).
-    """
-    run = _Run(data, config, dev)
-    history: list[EpochRecord] = []
-    best_score, best_state, stale = -np.inf, None, 0
-    for epoch in range(epochs + 1):
-        train_loss = run.epoch() if epoch > 0 else None
-        dev_loss = dev_score = None
-        if run.dev:
-            dev_loss, per_query = run.score()
-            dev_score = float(per_query.mean())
-        rec = EpochRecord(epoch, train_loss, dev_loss, dev_score)
-        history.append(rec)
+    """Run ``epochs`` epochs from the identity with nothing to score (no dev, or the refit)."""
+    run = _Run(data, config)
+    history = [EpochRecord(0, None, None, None)]
+    for epoch in range(1, epochs + 1):
+        history.append(EpochRecord(epoch, run.epoch(), None, None))
         if on_epoch is not None:
-            on_epoch(rec)
-        if dev_score is None:
-            continue
-        if dev_score > best_score:
-            best_score, best_state, stale = dev_score, run.state(), 0
-        else:
-            stale += 1
-        if patience is not None and stale >= patience:
-            break
-    if best_state is not None:
-        run.module.load_state_dict(best_state)
+            on_epoch(history[-1])
     return run, history
 
 
