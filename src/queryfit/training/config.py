@@ -69,11 +69,15 @@ class TrainConfig:
                 f"unknown adapter type {self.adapter!r}; choose one of: {', '.join(ADAPTER_KINDS)}"
             )
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise TrainingError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise TrainingError(
+                f"label_smoothing (--label-smoothing) must be in [0, 1), got {self.label_smoothing}"
+            )
         if self.gate_z < 0:
-            raise TrainingError(f"gate_z must be >= 0, got {self.gate_z}")
+            raise TrainingError(f"gate_z must be >= 0 (0: any dev gain ships), got {self.gate_z}")
         if self.cv_folds < 0:
-            raise TrainingError(f"cv_folds must be >= 0, got {self.cv_folds}")
+            raise TrainingError(
+                f"cv_folds (--cv-folds) must be >= 0 (0: one dev split), got {self.cv_folds}"
+            )
         if self.hard_negatives < 0:
             raise TrainingError(f"hard_negatives must be >= 0, got {self.hard_negatives}")
         if not self.blend_grid or any(not 0.0 < a <= 1.0 for a in self.blend_grid):
