@@ -21,7 +21,7 @@ import seed_data
 import torch
 from seed_data import DATA
 
-from queryfit.dataset import load_dataset
+from queryfit.data import load_dataset
 from queryfit.embedders import get_embedder
 from queryfit.evaluation import evaluate_retrieval
 from queryfit.store import EmbeddingStore

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers.chat_server import ChatServer  # noqa: E402
 
-from queryfit.demo import pydoc_passages  # noqa: E402
-from queryfit.documents import Document, chunk_documents, token_counter_for  # noqa: E402
+from queryfit.cli.demo import pydoc_passages  # noqa: E402
 from queryfit.embedders import get_embedder  # noqa: E402
-from queryfit.generate import generate_pairs, get_generator  # noqa: E402
+from queryfit.generation import generate_pairs, get_generator  # noqa: E402
+from queryfit.generation.documents import Document, chunk_documents, token_counter_for  # noqa: E402
 
 
 def passages():

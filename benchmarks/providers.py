@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from servers.embeddings_server import EmbeddingsServer  # noqa: E402
 
-from queryfit.dataset import QADataset  # noqa: E402
+from queryfit.data import QADataset  # noqa: E402
 from queryfit.embedders import get_embedder  # noqa: E402
 from queryfit.store import EmbeddingStore  # noqa: E402
 

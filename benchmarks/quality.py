@@ -31,7 +31,7 @@ from seed_data import DATA
 
 from queryfit import api
 from queryfit.adapters import Adapter
-from queryfit.dataset import QADataset, load_dataset
+from queryfit.data import QADataset, load_dataset
 from queryfit.embedders import get_embedder
 from queryfit.evaluation import compare, evaluate_retrieval
 from queryfit.store import EmbeddingStore

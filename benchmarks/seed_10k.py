@@ -19,7 +19,7 @@ from seed_data import DATA
 
 from queryfit import api
 from queryfit.adapters import Adapter
-from queryfit.dataset import load_dataset
+from queryfit.data import load_dataset
 from queryfit.embedders import get_embedder
 from queryfit.store import EmbeddingStore
 from queryfit.training import fit_adapter

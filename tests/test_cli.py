@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from queryfit.dataset import save_dataset, split_dataset
+from queryfit.data import save_dataset, split_dataset
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "QUERYFIT_STORE": str(cwd / "store.sqlite")}
     return subprocess.run(
-        [sys.executable, "-m", "queryfit.cli", *args],
+        [sys.executable, "-m", "queryfit", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -31,7 +31,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """Train and test files from the pydoc demo data, trimmed to keep the suite quick."""
-    from queryfit.demo import demo_dataset
+    from queryfit.cli.demo import demo_dataset
 
     path = tmp_path_factory.mktemp("cli")
     data = demo_dataset()

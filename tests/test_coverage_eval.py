@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from queryfit import api
 from queryfit.cli import app
-from queryfit.dataset import QADataset, save_dataset
+from queryfit.data import QADataset, save_dataset
 from queryfit.embedders import CallableEmbedder, registry
 from queryfit.evaluation import coverage as coverage_module
 from queryfit.store import EmbeddingStore

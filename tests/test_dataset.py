@@ -1,4 +1,4 @@
-"""Tests for queryfit.dataset: formats, validation messages and leak-free splits."""
+"""Tests for queryfit.data: formats, validation messages and leak-free splits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from queryfit.dataset import QADataset, load_dataset, save_dataset, split_dataset
+from queryfit.data import QADataset, load_dataset, save_dataset, split_dataset
 from queryfit.errors import DatasetError
 
 DATA = Path(__file__).parent / "data"

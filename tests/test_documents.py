@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from servers.sample_docs import PDF_PAGES, make_pdf, write_sample_docs
 
-from queryfit.documents import (
+from queryfit.errors import DatasetError
+from queryfit.generation.documents import (
     Document,
     approximate_tokens,
     chunk_documents,
@@ -17,7 +18,6 @@ from queryfit.documents import (
     split_sentences,
     token_counter_for,
 )
-from queryfit.errors import DatasetError
 
 
 @pytest.fixture(scope="module")

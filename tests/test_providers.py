@@ -350,7 +350,7 @@ def test_second_run_makes_zero_requests(
     server: EmbeddingsServer, tmp_path: Path, provider: str
 ) -> None:
     from queryfit import api
-    from queryfit.dataset import QADataset
+    from queryfit.data import QADataset
 
     corpus = {f"d{i}": t for i, t in enumerate(texts(40))}
     queries = {f"q{i}": f"what about topic {i % 7} number {i}" for i in range(25)}

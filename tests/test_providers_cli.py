@@ -13,7 +13,7 @@ from servers.embeddings_server import EmbeddingsServer
 from typer.testing import CliRunner
 
 from queryfit.adapters import Adapter, load_adapter, save_adapter
-from queryfit.dataset import QADataset, save_dataset
+from queryfit.data import QADataset, save_dataset
 
 SECRET = "sk-cli-secret-abcdef"
 

@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 
 from queryfit import api
 from queryfit.cli import app
-from queryfit.dataset import QADataset, save_dataset, split_dataset
-from queryfit.evaluation import plots
-from queryfit.evaluation import report as report_module
-from queryfit.evaluation.report import ReportError, opening, render_report, write_report
+from queryfit.data import QADataset, save_dataset, split_dataset
+from queryfit.report import html as report_module
+from queryfit.report import plots
+from queryfit.report.details import opening
+from queryfit.report.html import ReportError, render_report, write_report
 from queryfit.store import EmbeddingStore
 from queryfit.training import TrainConfig
 
@@ -36,7 +37,7 @@ PLOTS = {"intervals", "hit-curve", "recall-curve", "rank-changes", "loss", "dev-
 
 def small_dataset() -> QADataset:
     """The pydoc demo cut to its first 70 passages and their questions: quick to embed."""
-    from queryfit.demo import demo_dataset
+    from queryfit.cli.demo import demo_dataset
 
     data = demo_dataset()
     passages = list(data.corpus)[:70]
@@ -231,9 +232,9 @@ def test_cli_report_and_evaluate_flag(run, tmp_path):
 
 
 def test_demo_ends_by_writing_the_report(run, tmp_path, monkeypatch):
-    import queryfit.demo
+    import queryfit.cli.demo
 
-    monkeypatch.setattr(queryfit.demo, "demo_dataset", lambda seed=0: run.data)
+    monkeypatch.setattr(queryfit.cli.demo, "demo_dataset", lambda seed=0: run.data)
     result = CliRunner().invoke(
         app,
         ["demo", "--out", str(tmp_path / "demo"), "--store", str(run.path / "store.sqlite")],

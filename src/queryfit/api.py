@@ -14,23 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from .adapters import Adapter, check_fits, load_adapter, save_adapter
-from .dataset import QADataset, load_dataset, split_dataset
-from .embedders import Embedder, get_embedder
-from .errors import TrainingError
-from .evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
-from .evaluation.coverage import CoverageBreakdown, coverage_record, split_by_coverage
-from .evaluation.report import (
-    QueryDetails,
-    check_report_path,
-    query_details,
-    relevant_rows,
-    write_report,
-)
-from .generate.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
-from .store import EmbeddingStore
-from .vectors import RetrievalVectors, embed_dataset, restrict
-from .workflow import RunReport, run  # noqa: F401  (re-exported; run() calls train/evaluate)
+from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
+from queryfit.data import QADataset, load_dataset, split_dataset
+from queryfit.embedders import Embedder, get_embedder
+from queryfit.errors import TrainingError
+from queryfit.evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
+from queryfit.evaluation.coverage import CoverageBreakdown, coverage_record, split_by_coverage
+from queryfit.generation.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
+from queryfit.report.details import QueryDetails, query_details, relevant_rows
+from queryfit.report.html import check_report_path, write_report
+from queryfit.store import EmbeddingStore
+from queryfit.vectors import RetrievalVectors, embed_dataset, restrict
+from queryfit.workflow import RunReport, run  # noqa: F401  (re-exported; run() calls train/evaluate)
 
 MIN_TRAIN_QUERIES = 20
 SMALL_DATA_WARNING = 200
@@ -170,7 +165,7 @@ def train(
     questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`. ``search=True`` first tries
     a small grid of settings on the dev split (see ``queryfit.training.search``).
     """
-    from .training import TrainConfig, fit_adapter  # torch is needed for training only
+    from queryfit.training import TrainConfig, fit_adapter  # torch is needed for training only
 
     config = config or TrainConfig()
     config.validate()  # a bad setting fails before minutes of embedding, not after
@@ -206,7 +201,7 @@ def train(
         and config.cv_folds <= len(vectors.queries) <= config.cv_max_queries
     )
     if dev_fraction > 0 and split_by == "coverage" and (search or not cross_validate):
-        from .training.splits import coverage_split, dev_parts, duplicate_groups
+        from queryfit.training.splits import coverage_split, dev_parts, duplicate_groups
 
         split = coverage_split(
             vectors.relevant,
@@ -223,12 +218,12 @@ def train(
         )
         train_vectors, dev_vectors = restrict(vectors, train_part), restrict(vectors, dev_part)
     if search and dev_vectors is not None:
-        from .training.search import search as search_settings
+        from queryfit.training.search import search as search_settings
 
         found = search_settings(train_vectors, dev_vectors, config)
         config, search_table = found.best_config, found.table()
     if cross_validate:
-        from .training import fit_adapter_cv
+        from queryfit.training import fit_adapter_cv
 
         result = fit_adapter_cv(vectors, config, on_epoch=on_epoch)
         # Sizes of one fold (they add up to the whole); every query is dev once.

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import QADataset
-from .embedders import Embedder
-from .store import EmbeddingStore
+from queryfit.data import QADataset
+from queryfit.embedders import Embedder
+from queryfit.store import EmbeddingStore
 
 
 @dataclass

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dataset import QADataset, save_dataset, split_dataset
-from .errors import GenerationError
-from .generate.filters import FilterConfig
-from .generate.pipeline import GenerateReport, generate, write_passages
+from queryfit.data import QADataset, save_dataset, split_dataset
+from queryfit.errors import GenerationError
+from queryfit.generation.filters import FilterConfig
+from queryfit.generation.pipeline import GenerateReport, generate, write_passages
 
 RUN_FILE = "run.json"
 REPORT_FILE = "report.md"
@@ -100,7 +100,7 @@ def run(
     train and test splits, passages with their sources), ``report.md`` and ``run.json``. The test
     split is ``test_fraction`` of the questions, held out leak-free (near-duplicate questions stay
     on one side) and never seen by training, which holds out its own dev split on top. Takes the
-    generation options of :func:`queryfit.generate.generate` and a ``TrainConfig``. The HTML
+    generation options of :func:`queryfit.generation.generate` and a ``TrainConfig``. The HTML
     report goes to ``report`` (default ``out/report.html``).
 
     Example::
@@ -108,9 +108,9 @@ def run(
         report = run("./my-docs", "adapter/", llm="openai:gpt-4o-mini")
         print(report.evaluation.verdict)
     """
-    from . import api
-    from .store import EmbeddingStore
-    from .training.config import TrainConfig
+    from queryfit import api
+    from queryfit.store import EmbeddingStore
+    from queryfit.training.config import TrainConfig
 
     started = time.perf_counter()
     out = Path(out)
@@ -121,7 +121,7 @@ def run(
     config = config or TrainConfig(seed=seed)
     db = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
     try:
-        from .embedders import get_embedder
+        from queryfit.embedders import get_embedder
 
         embedder = get_embedder(model)
         gen = generate(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AdapterError
+from queryfit.errors import AdapterError
 
 Params = dict[str, np.ndarray]
 

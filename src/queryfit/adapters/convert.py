@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AdapterError
-from .base import Adapter
-from .io import save_adapter, write_json_atomic
+from queryfit.adapters.base import Adapter
+from queryfit.adapters.io import save_adapter, write_json_atomic
+from queryfit.errors import AdapterError
 
 LLAMAINDEX_CONFIG = "config.json"
 LLAMAINDEX_WEIGHTS = "pytorch_model.bin"

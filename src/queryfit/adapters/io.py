@@ -16,9 +16,9 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from .. import __version__
-from ..errors import AdapterError
-from .base import Adapter
+from queryfit import __version__
+from queryfit.adapters.base import Adapter
+from queryfit.errors import AdapterError
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "adapter.safetensors"

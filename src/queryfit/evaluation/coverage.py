@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import Difference, compare
+from queryfit.evaluation.compare import Difference, compare
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..dataset import QADataset
+    from queryfit.data import QADataset
 
 #: Above this many covered passages training records no fingerprints (keeps adapter.json small).
 MAX_COVERED_PASSAGES = 200_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import TrainConfig
+from queryfit.training.config import TrainConfig
 
 __all__ = ["EpochRecord", "FitResult", "TrainConfig", "fit_adapter", "fit_adapter_cv"]
 
@@ -12,7 +12,7 @@ __all__ = ["EpochRecord", "FitResult", "TrainConfig", "fit_adapter", "fit_adapte
 def __getattr__(name: str) -> Any:
     # The trainer imports torch; load it only when training actually happens.
     if name in ("EpochRecord", "FitResult", "fit_adapter", "fit_adapter_cv"):
-        from . import trainer
+        from queryfit.training import trainer
 
         return getattr(trainer, name)
     raise AttributeError(name)

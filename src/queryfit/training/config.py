@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import TrainingError
+from queryfit.errors import TrainingError
 
 ADAPTER_KINDS = ("linear", "low_rank", "residual_mlp", "procrustes")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import TrainingError
+from queryfit.errors import TrainingError
 
 
 class LinearMap(nn.Module):

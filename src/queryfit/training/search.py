@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..vectors import RetrievalVectors
-from .config import TrainConfig
+from queryfit.training.config import TrainConfig
+from queryfit.vectors import RetrievalVectors
 
 # lr x identity pull x temperature: the levers that mattered most on the seed data's dev splits.
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
@@ -79,7 +79,7 @@ def search(
 
     Only ``dev`` decides; test data never enters. Deterministic for a given ``base.seed``.
     """
-    from .trainer import fit_adapter
+    from queryfit.training.trainer import fit_adapter
 
     base = base or TrainConfig()
     grid = grid if grid is not None else DEFAULT_GRID

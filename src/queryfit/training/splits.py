@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import TrainingError
-from ..vectors import RetrievalVectors
+from queryfit.errors import TrainingError
+from queryfit.vectors import RetrievalVectors
 
 # Use the covered split when at least this share of the wanted dev size can be covered.
 MIN_COVERED_SHARE = 0.5

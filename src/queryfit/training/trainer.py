@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..adapters import Adapter
-from ..errors import TrainingError
-from ..evaluation import evaluate_retrieval
-from ..vectors import RetrievalVectors
-from .config import TrainConfig
-from .losses import corpus_softmax_loss, in_batch_loss
-from .modules import build_module
-from .negatives import mine_hard_negatives, near_duplicate_mask
+from queryfit.adapters import Adapter
+from queryfit.errors import TrainingError
+from queryfit.evaluation import evaluate_retrieval
+from queryfit.training.config import TrainConfig
+from queryfit.training.losses import corpus_softmax_loss, in_batch_loss
+from queryfit.training.modules import build_module
+from queryfit.training.negatives import mine_hard_negatives, near_duplicate_mask
+from queryfit.vectors import RetrievalVectors
 
 
 @dataclass
@@ -135,7 +135,7 @@ def fit_adapter_cv(
     that the averaged curve finds, docs/benchmarks.md). The folds train in lockstep, one epoch
     each, and stop together when the pooled dev score stops improving.
     """
-    from .splits import dev_parts, kfold_rows
+    from queryfit.training.splits import dev_parts, kfold_rows
 
     config = _checked(config, vectors)
     folds = folds or config.cv_folds

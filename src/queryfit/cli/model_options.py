@@ -1,4 +1,4 @@
-"""Model options given on the command line (``--base-url``, ``--dimensions``, ``--api-key``).
+"""Embedding-model options from the command line: --base-url, --dimensions, --api-key.
 
 The CLI passes a model spec string through unchanged when no option is given, so the API's own
 defaults apply; with options, the spec is resolved here and the embedder object is passed on.

@@ -1,18 +1,16 @@
 """From passages to (question, passage) pairs.
 
 * :func:`generate` / :func:`generate_pairs`: documents or passages in, a filtered
-  :class:`~queryfit.dataset.QADataset` out, resumable through a journal.
+  :class:`~queryfit.data.QADataset` out, resumable through a journal.
 * :func:`get_generator`: ``openai:<model>`` (any OpenAI-compatible endpoint), ``ollama:<model>``,
   ``smollm2`` (offline, small) or ``heuristic`` (no model).
 * :class:`ChatClient`: the OpenAI-compatible chat client (timeouts, retries, ``Retry-After``).
 * :class:`Prompt`, :func:`parse_questions`, :class:`FilterConfig`: the prompt, the answer parser
   and the quality filters.
-* :func:`inverse_cloze_dataset`: the pseudo-question generator of the offline demo.
 """
 
-from .cloze import inverse_cloze_dataset, split_sentences
-from .filters import FilterConfig, FilterReport
-from .generators import (
+from queryfit.generation.filters import FilterConfig, FilterReport
+from queryfit.generation.generators import (
     ChatGenerator,
     HeuristicGenerator,
     QuestionGenerator,
@@ -20,10 +18,10 @@ from .generators import (
     get_generator,
     smollm2_available,
 )
-from .journal import Journal
-from .llm import ChatClient, RequestFailed
-from .pipeline import GenerateReport, GenerationStats, generate, generate_pairs
-from .prompt import DEFAULT_TEMPLATE, Prompt, parse_questions
+from queryfit.generation.journal import Journal
+from queryfit.generation.llm import ChatClient, RequestFailed
+from queryfit.generation.pipeline import GenerateReport, GenerationStats, generate, generate_pairs
+from queryfit.generation.prompt import DEFAULT_TEMPLATE, Prompt, parse_questions
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -42,8 +40,6 @@ __all__ = [
     "generate",
     "generate_pairs",
     "get_generator",
-    "inverse_cloze_dataset",
     "parse_questions",
     "smollm2_available",
-    "split_sentences",
 ]

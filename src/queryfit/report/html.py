@@ -15,7 +15,7 @@ Sections, top to bottom:
 * **Run facts**: base model, adapter type and size, data fingerprints, pairs used, training
   time, model calls made vs texts served from the embedding store.
 
-Headline and plots are plain HTML and inline SVG (see :mod:`queryfit.evaluation.plots`), so they
+Headline and plots are plain HTML and inline SVG (see :mod:`queryfit.report.plots`), so they
 render without JavaScript; a few lines of script only sort and filter the query table. Nothing is
 fetched from the network.
 
@@ -31,7 +31,6 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -40,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..console import json_default
-from ..errors import QueryfitError
-from .plots import (
+from queryfit.console import json_default
+from queryfit.errors import QueryfitError
+from queryfit.report.details import TOP_PASSAGES, QueryDetails
+from queryfit.report.plots import (
     ACCENT_COLOR,
     ADAPTED_COLOR,
     BASE_COLOR,
@@ -54,15 +54,10 @@ from .plots import (
     interval_chart,
     line_chart,
 )
-from .retrieval import ranks_of_relevant
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..dataset import QADataset
-    from ..vectors import RetrievalVectors
+    pass
 
-CURVE_MAX_K = 100
-TOP_PASSAGES = 3
-OPENING_CHARS = 120
 # Above this many queries the table keeps the ones that gained and lost most (half each).
 MAX_TABLE_ROWS = 1000
 # Rank-change buckets for the distribution plot: (label, low, high) on before - after.
@@ -81,132 +76,6 @@ _MOVE_BUCKETS = (
 
 class ReportError(QueryfitError):
     """The report cannot be written (no per-query details, or an unwritable path)."""
-
-
-@dataclass
-class QueryDetails:
-    """Per-query material for the report, aligned with the dataset's query order.
-
-    ``rank_base[i]`` / ``rank_adapted[i]`` is the exact 1-based rank of the best-placed relevant
-    passage of query ``i`` among all passages (0 when the query has no relevant passage in the
-    corpus). ``curves[name][system]`` holds ``name`` (``"hit@k"`` or ``"recall@k"``) for
-    k = 1..len, trec_eval semantics, averaged over all queries like the metrics.
-    """
-
-    query_ids: list[str]
-    queries: list[str]
-    relevant: list[list[str]]
-    rank_base: np.ndarray
-    rank_adapted: np.ndarray
-    top_base: list[list[str]]
-    top_adapted: list[list[str]]
-    passages: dict[str, str]
-    curves: dict[str, dict[str, list[float]]]
-    data_fingerprint: str = ""
-    data_source: str | None = None
-    adapter_config: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (ranks as lists)."""
-        out = dict(self.__dict__)
-        out["rank_base"] = self.rank_base.tolist()
-        out["rank_adapted"] = self.rank_adapted.tolist()
-        return out
-
-
-def opening(text: str, limit: int = OPENING_CHARS) -> str:
-    """The first line of a passage, whitespace collapsed, cut at a word boundary near ``limit``."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    first = " ".join(first.split())
-    if len(first) <= limit:
-        return first
-    cut = first[:limit]
-    space = cut.rfind(" ")
-    if space > limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.") + "…"
-
-
-def _curves(ranks: Sequence[np.ndarray], max_k: int) -> dict[str, list[float]]:
-    """hit@k and recall@k for k = 1..max_k from exact ranks of every relevant passage."""
-    n_q = len(ranks)
-    if n_q == 0:
-        return {"hit@k": [0.0] * max_k, "recall@k": [0.0] * max_k}
-    sizes = np.array([r.size for r in ranks], dtype=np.int64)
-    over = max_k + 1  # every rank past max_k lands in one bucket
-    best = np.array([int(r.min()) if r.size else over for r in ranks], dtype=np.int64)
-    hit = np.cumsum(np.bincount(np.minimum(best, over), minlength=over + 1))[1:over] / n_q
-    flat = np.concatenate([r for r in ranks if r.size]) if sizes.any() else np.zeros(0, np.int64)
-    weights = np.repeat(1.0 / np.maximum(sizes, 1), sizes)
-    found = np.bincount(np.minimum(flat, over), weights=weights, minlength=over + 1)
-    recall = np.cumsum(found)[1:over] / n_q
-    return {"hit@k": hit.tolist(), "recall@k": recall.tolist()}
-
-
-def relevant_rows(vectors: RetrievalVectors) -> list[list[int]]:
-    """Per query, its relevant passage rows in ascending order: what the report ranks."""
-    return [sorted(r) for r in vectors.relevant]
-
-
-def query_details(
-    dataset: QADataset,
-    vectors: RetrievalVectors,
-    adapted_queries: np.ndarray,
-    base_ranked: np.ndarray,
-    adapted_ranked: np.ndarray,
-    *,
-    adapter_config: Mapping[str, Any] | None = None,
-    data_source: str | None = None,
-    settings: Mapping[str, Any] | None = None,
-    max_k: int = CURVE_MAX_K,
-    top: int = TOP_PASSAGES,
-    ranks_base: list[np.ndarray] | None = None,
-    ranks_adapted: list[np.ndarray] | None = None,
-) -> QueryDetails:
-    """Collect what the report shows per query, from one evaluation's vectors and rankings.
-
-    Needs the exact rank of every relevant passage (``relevant_rows(vectors)``) per system, so a
-    relevant passage's rank is known however deep it sits, not only within the metrics' cut-off.
-    Pass them as ``ranks_base`` / ``ranks_adapted`` when the evaluation's search already gave
-    them (``evaluate_retrieval(..., rank_docs=...)``); otherwise each costs one more exact search
-    (:func:`ranks_of_relevant`).
-    """
-    doc_ids = vectors.doc_ids or list(dataset.corpus)
-    query_ids = vectors.query_ids or list(dataset.queries)
-    rel_rows = relevant_rows(vectors)
-    if ranks_base is None:
-        ranks_base = ranks_of_relevant(vectors.queries, vectors.docs, rel_rows)
-    if ranks_adapted is None:
-        ranks_adapted = ranks_of_relevant(adapted_queries, vectors.docs, rel_rows)
-
-    def best(ranks: list[np.ndarray]) -> np.ndarray:
-        return np.array([int(r.min()) if r.size else 0 for r in ranks], dtype=np.int64)
-
-    depth = min(top, base_ranked.shape[1] if base_ranked.ndim == 2 else 0)
-    top_base = [[doc_ids[j] for j in row[:depth] if j >= 0] for row in base_ranked]
-    top_adapted = [[doc_ids[j] for j in row[:depth] if j >= 0] for row in adapted_ranked]
-    relevant = [[doc_ids[j] for j in rows] for rows in rel_rows]
-    named = {d for group in (top_base, top_adapted, relevant) for ids in group for d in ids}
-    base_curves, adapted_curves = _curves(ranks_base, max_k), _curves(ranks_adapted, max_k)
-    return QueryDetails(
-        query_ids=list(query_ids),
-        queries=[dataset.queries[q] for q in query_ids],
-        relevant=relevant,
-        rank_base=best(ranks_base),
-        rank_adapted=best(ranks_adapted),
-        top_base=top_base,
-        top_adapted=top_adapted,
-        passages={d: opening(dataset.corpus[d]) for d in sorted(named)},
-        curves={
-            name: {"base": base_curves[name], "adapted": adapted_curves[name]}
-            for name in ("hit@k", "recall@k")
-        },
-        data_fingerprint=dataset.fingerprint(),
-        data_source=data_source,
-        adapter_config=dict(adapter_config or {}),
-        settings=dict(settings or {}),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -809,7 +678,7 @@ def render_report(report: Any, *, title: str | None = None, path: str | Path | N
 
     ``path`` is where it will be written; the embedded evaluation JSON records it.
     """
-    from .. import __version__
+    from queryfit import __version__
 
     details: QueryDetails | None = getattr(report, "details", None)
     source = details.data_source if details and details.data_source else None
@@ -840,7 +709,7 @@ def render_report(report: Any, *, title: str | None = None, path: str | Path | N
         ]
     )
     template = Template(
-        resources.files("queryfit.evaluation").joinpath("templates/report.html").read_text("utf-8")
+        resources.files("queryfit.report").joinpath("templates/report.html").read_text("utf-8")
     )
     return template.substitute(
         title=escape(title),

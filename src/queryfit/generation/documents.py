@@ -9,12 +9,12 @@ page, keeping the source path and page number. A file that cannot be read is rep
 window: a sentence-aware splitter packs whole sentences up to ``max_tokens`` tokens (counted with
 the embedder's own tokenizer when it has one) and starts each next passage with the last
 ``overlap_tokens`` worth of sentences. A passage's id is derived from its text alone
-(``d-`` + 16 hex digits of its sha256, the convention of :mod:`queryfit.dataset`), so a rerun
+(``d-`` + 16 hex digits of its sha256, the convention of :mod:`queryfit.data`), so a rerun
 over the same files yields the same ids and lines up with the embedding store.
 
 Example::
 
-    from queryfit.documents import load_documents, chunk_documents
+    from queryfit.generation.documents import load_documents, chunk_documents
     docs = load_documents("./my-docs")
     passages = chunk_documents(docs.documents, max_tokens=200)
 """
@@ -30,8 +30,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from .dataset import _content_id
-from .errors import DatasetError
+from queryfit.data import content_id
+from queryfit.errors import DatasetError
 
 __all__ = [
     "Document",
@@ -105,7 +105,7 @@ class LoadResult:
 
 def passage_id(text: str) -> str:
     """Content-derived id: equal texts get equal ids, on any machine, in any run."""
-    return _content_id("d-", text)
+    return content_id("d-", text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from queryfit.errors import GenerationError
-from queryfit.generate.filters import STOP_WORDS
-from queryfit.generate.llm import ChatClient, WaitHook
-from queryfit.generate.prompt import Prompt, parse_questions
+from queryfit.generation.filters import STOP_WORDS
+from queryfit.generation.llm import ChatClient, WaitHook
+from queryfit.generation.prompt import Prompt, parse_questions
 
 OLLAMA_BASE_URL = "http://localhost:11434/v1"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -99,7 +99,7 @@ class HeuristicGenerator:
     def generate(
         self, passage: str, n: int, *, seed: int = 0, on_wait: WaitHook | None = None
     ) -> list[str]:
-        from queryfit.documents import split_sentences
+        from queryfit.generation.documents import split_sentences
 
         sentences = [
             s for s in split_sentences(passage) if len(s.split()) >= self.min_sentence_words

@@ -1,7 +1,7 @@
 """Documents in, (question, passage) pairs out: read, chunk, generate, filter, save.
 
 :func:`generate_pairs` runs a question generator over passages, ``concurrency`` at a time,
-recording each finished passage in a :class:`~queryfit.generate.journal.Journal` as it finishes,
+recording each finished passage in a :class:`~queryfit.generation.journal.Journal` as it finishes,
 so an interrupted run (Ctrl-C, a crash, ``kill -9``) continues where it stopped when run again.
 Then the quality filters run over all raw questions and a :class:`QADataset` is assembled in
 passage order, so the result does not depend on concurrency or on how often the run was resumed.
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from queryfit.console import progress_bar
-from queryfit.dataset import QADataset, save_dataset
-from queryfit.documents import (
+from queryfit.data import QADataset, save_dataset
+from queryfit.errors import GenerationError
+from queryfit.generation.documents import (
     LoadResult,
     Passage,
     chunk_documents,
@@ -32,16 +33,15 @@ from queryfit.documents import (
     load_documents,
     token_counter_for,
 )
-from queryfit.errors import GenerationError
-from queryfit.generate.filters import (
+from queryfit.generation.filters import (
     FilterConfig,
     FilterReport,
     apply_text_filters,
     consistency_mask,
 )
-from queryfit.generate.generators import QuestionGenerator, get_generator
-from queryfit.generate.journal import Journal, setting_hash
-from queryfit.generate.llm import RequestFailed
+from queryfit.generation.generators import QuestionGenerator, get_generator
+from queryfit.generation.journal import Journal, setting_hash
+from queryfit.generation.llm import RequestFailed
 
 #: Stop early when this many passages in a row failed before any succeeded: the endpoint or the
 #: model is wrong, and trying every passage would only waste time (and money).

@@ -1,0 +1,16 @@
+"""The ``queryfit`` command: a thin shell over :mod:`queryfit.api`.
+
+Importing this package registers every verb on :data:`app`, in the order ``--help`` lists them:
+the data flow's order.
+"""
+
+# isort: off
+from queryfit.cli import generate  # noqa: F401  generate, run
+from queryfit.cli import train  # noqa: F401  embed, train, evaluate, report
+from queryfit.cli import adapters  # noqa: F401  export, import-llamaindex
+from queryfit.cli import demo  # noqa: F401
+
+# isort: on
+from queryfit.cli.app import app, main
+
+__all__ = ["app", "main"]

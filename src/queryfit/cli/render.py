@@ -1,0 +1,101 @@
+"""How results are printed: comparison tables, the coverage split, the generation summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from queryfit.cli.app import err, out
+
+
+def comparison_table(report: Any, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("metric", "base", "adapted", "Δ (pts)", "95% CI", ""):
+        table.add_column(column, justify="left" if column in ("metric", "") else "right")
+    for d in report.differences:
+        table.add_row(
+            d.metric,
+            f"{d.base:.4f}",
+            f"{d.adapted:.4f}",
+            f"{100 * d.delta:+.1f}",
+            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
+            mark(d),
+        )
+    return table
+
+
+def mark(d: Any) -> str:
+    """significant / worse / n.s. for one Difference, coloured."""
+    if d.significant:
+        return "[green]significant[/]" if d.delta > 0 else "[red]worse[/]"
+    return "[dim]n.s.[/]"
+
+
+def print_coverage(report: Any) -> None:
+    """The headline metric on covered vs uncovered test queries, or the line saying why not.
+
+    Covered: every relevant passage was in a training pair. Nothing for older adapters.
+    """
+    coverage = report.coverage
+    if coverage is None:
+        return
+    if not coverage.groups:
+        out.print(f"coverage: {coverage.note}", highlight=False)
+        return
+    table = Table(
+        title=f"by training coverage: {report.headline} (passages in the training pairs or not)",
+        title_justify="left",
+    )
+    for column in ("test queries", "n", "base", "adapted", "Δ (pts)", "95% CI", ""):
+        table.add_column(column, justify="left" if column in ("test queries", "") else "right")
+    for group in coverage.groups:
+        d = group.difference(report.headline)
+        table.add_row(
+            group.name,
+            str(group.queries),
+            f"{d.base:.4f}",
+            f"{d.adapted:.4f}",
+            f"{100 * d.delta:+.1f}",
+            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
+            mark(d),
+        )
+    out.print(table)
+
+
+def print_generation(report: Any) -> None:
+    docs, stats = report.documents or {}, report.stats
+    if docs:
+        skipped = docs.get("skipped") or []
+        note = (
+            f" ({len(skipped)} skipped: "
+            + "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+            + (" ..." if len(skipped) > 3 else "")
+            + ")"
+            if skipped
+            else ""
+        )
+        chunking = report.chunking or {}
+        out.print(
+            f"read {docs['files_read']} files{note}: {len(report.passages)} passages of at most "
+            f"{chunking.get('max_tokens')} tokens ({chunking.get('tokenizer')})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    retries = f", {stats.retries} retries" if stats.retries else ""
+    limited = f", {stats.rate_limited} rate-limited" if stats.rate_limited else ""
+    out.print(
+        f"{report.generator}: {stats.generated} passages asked, {stats.from_journal} from the "
+        f"journal, {stats.failed} failed; {stats.requests} requests{retries}{limited}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"questions: {report.filters.summary()}", highlight=False, soft_wrap=True)
+    if stats.failed:
+        reasons = ", ".join(f"{k} x{v}" for k, v in stats.failures.items())
+        err.print(
+            f"[yellow]warning:[/] {stats.failed} passages got no questions ({reasons}); rerun "
+            "the same command to retry only those",
+            highlight=False,
+            soft_wrap=True,
+        )
