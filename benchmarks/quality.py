@@ -49,9 +49,9 @@ LEVERS: dict[str, dict] = {
     "identity pull 0.01 (was the default)": {"identity_penalty": 0.01},
     "gate at 1 standard error": {"gate_z": 1.0},
     "no blend": {"blend": False},
-    "low_rank r=32": {"adapter": "low_rank", "rank": 32},
-    "residual_mlp h=256": {"adapter": "residual_mlp", "hidden_dim": 256},
-    "procrustes (closed form)": {"adapter": "procrustes"},
+    "low_rank r=32": {"adapter_type": "low_rank", "rank": 32},
+    "residual_mlp h=256": {"adapter_type": "residual_mlp", "hidden_dim": 256},
+    "procrustes (closed form)": {"adapter_type": "procrustes"},
     "in_batch + 8 hard negatives": {"loss": "in_batch", "hard_negatives": 8},
     "scale 50": {"scale": 50.0},
 }
@@ -148,7 +148,7 @@ def protocol(name, train: QADataset, test, ctx, levers, n_resamples, out):
 def _note(report) -> str:
     if report.shipped_identity:
         return "gate shipped identity"
-    blend = report.adapter.config.get("blend", 1.0)
+    blend = report.adapter.training.blend
     return f"epoch {report.best_epoch}" + (f", blend {blend:g}" if blend != 1.0 else "")
 
 

@@ -19,6 +19,7 @@ from seed_data import DATA
 
 from queryfit import api
 from queryfit.adapters import Adapter
+from queryfit.adapters.record import BaseModel
 from queryfit.data import load_dataset
 from queryfit.embedders import get_embedder
 from queryfit.store import EmbeddingStore
@@ -73,7 +74,7 @@ def main() -> int:
     }
     reports = {}
     for name, adapter in systems.items():
-        adapter.base_model = {"id": embedder.model_id}
+        adapter.base_model = BaseModel(embedder.model_id)
         reports[name] = api.evaluate(
             test_set, adapter, model=embedder, store=second_store, metrics=METRICS, progress=False
         )

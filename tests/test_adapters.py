@@ -7,11 +7,14 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 from queryfit.adapters import FAMILIES, Adapter, load_adapter, save_adapter
+from queryfit.adapters.record import FORMAT_VERSION, BaseModel, DataFacts, TrainingFacts
 from queryfit.errors import AdapterError
 
 DIM = 8
@@ -32,13 +35,14 @@ def make(kind: str, seed: int = 0) -> Adapter:
         "low_rank": {"down": (3, DIM), "up": (DIM, 3)},
     }[kind]
     params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-    return Adapter(kind=kind, params=params, dim=DIM, base_model=dict(MODEL))
+    return Adapter(type=kind, params=params, dim=DIM, base_model=dict(MODEL))
 
 
 @pytest.mark.parametrize("kind", sorted(FAMILIES))
 def test_round_trip_gives_identical_outputs(tmp_path, kind):
     adapter = make(kind)
-    adapter.config = {"training": {"lr": 0.001}, "data": {"fingerprint": "abc"}}
+    adapter.training = TrainingFacts(config={"lr": 0.001}, decision="kept", best_epoch=3)
+    adapter.data = DataFacts(fingerprint="abc", queries=4, passages=2)
     save_adapter(adapter, tmp_path / "a")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "adapter.json",
@@ -47,8 +51,8 @@ def test_round_trip_gives_identical_outputs(tmp_path, kind):
     loaded = load_adapter(tmp_path / "a", model_id=MODEL["id"], dim=DIM)
     x = np.random.default_rng(1).normal(size=(4, DIM)).astype(np.float32)
     np.testing.assert_array_equal(adapter.transform(x), loaded.transform(x))
-    assert loaded.kind == kind and loaded.base_model == MODEL
-    assert loaded.config["data"]["fingerprint"] == "abc"
+    assert loaded.type == kind and loaded.base_model == BaseModel(**MODEL)
+    assert loaded.data == adapter.data and loaded.training == adapter.training
     meta = json.loads((tmp_path / "a" / "adapter.json").read_text())
     assert meta["type"] == kind and meta["dim"] == DIM and meta["similarity"] == "cosine"
 
@@ -91,12 +95,12 @@ def test_missing_or_corrupt_folder_is_reported(tmp_path):
     with pytest.raises(AdapterError, match="not valid JSON"):
         load_adapter(tmp_path / "a")
     (tmp_path / "a" / "adapter.json").write_text('{"format_version": "one"}')
-    with pytest.raises(AdapterError, match="integer format_version"):
+    with pytest.raises(AdapterError, match="format_version must be an integer"):
         load_adapter(tmp_path / "a")
     (tmp_path / "a" / "adapter.json").write_text(
         '{"format_version": 1, "type": "linear", "dim": "x"}'
     )
-    with pytest.raises(AdapterError, match="malformed field"):
+    with pytest.raises(AdapterError, match="field dim must be a positive integer"):
         load_adapter(tmp_path / "a")
 
 
@@ -135,6 +139,37 @@ def test_applying_needs_numpy_and_safetensors_only(tmp_path):
 
 def test_unknown_type_and_missing_arrays():
     with pytest.raises(AdapterError, match="unknown adapter type"):
-        Adapter(kind="quadratic", params={}, dim=DIM)
+        Adapter(type="quadratic", params={}, dim=DIM)
     with pytest.raises(AdapterError, match="missing arrays: bias|missing arrays: weight"):
-        Adapter(kind="linear", params={}, dim=DIM)
+        Adapter(type="linear", params={}, dim=DIM)
+
+
+def test_adapters_written_by_format_1_keep_loading():
+    """tests/data/adapter_v1 was written by queryfit 0.1 (format_version 1, training facts flat
+    at the top level); it loads with its facts under the typed record and applies unchanged."""
+    folder = Path(__file__).parent / "data" / "adapter_v1"
+    assert json.loads((folder / "adapter.json").read_text())["format_version"] == 1
+    adapter = load_adapter(folder, model_id="toy:fixture", dim=16)
+    assert adapter.type == "linear" and adapter.base_model == BaseModel("toy:fixture")
+    facts = adapter.training
+    assert facts.best_epoch == 32 and not facts.shipped_identity
+    assert facts.decision.startswith("3-fold cross-validated dev ndcg@10 0.3095 -> 0.3896")
+    assert facts.split.cv_folds == 3 and facts.split.description.startswith("dev: 3-fold")
+    assert facts.config["adapter"] == "linear" and len(facts.history) == 38
+    assert facts.dev.base == pytest.approx(0.3095, abs=1e-4)
+    assert adapter.data.queries == 60 and len(adapter.data.covered_passages) == 30
+    weights = safetensors.numpy.load_file(str(folder / "adapter.safetensors"))
+    x = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
+    expected = x @ weights["weight"].T + weights["bias"]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(adapter.transform(x), expected, atol=1e-6)
+
+
+def test_saving_writes_the_current_format(tmp_path):
+    folder = Path(__file__).parent / "data" / "adapter_v1"
+    save_adapter(load_adapter(folder), tmp_path / "a")
+    meta = json.loads((tmp_path / "a" / "adapter.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["training"]["best_epoch"] == 32 and "decision" not in meta
+    again = load_adapter(tmp_path / "a")
+    assert again.training == load_adapter(folder).training

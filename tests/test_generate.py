@@ -27,7 +27,7 @@ from queryfit.generation import (
     parse_questions,
 )
 from queryfit.generation.documents import Passage, passage_id
-from queryfit.generation.filters import FilterReport, apply_text_filters, longest_copied_run, words
+from queryfit.generation.filters import FilterResult, apply_text_filters, longest_copied_run, words
 
 
 def hashed_bag_of_words(texts: list[str], dim: int = 64) -> np.ndarray:
@@ -138,7 +138,7 @@ def test_each_filter_removes_what_it_should_and_counts_it():
         ("p2", other, "When was Eiffel Tower completed?"),  # same content words, other passage
         ("p2", other, "How do glaciers move downhill?"),  # kept
     ]
-    report = FilterReport()
+    report = FilterResult()
     kept = apply_text_filters(items, FilterConfig(), report)
     assert kept == [
         ("p1", "When was the Eiffel Tower completed?"),

@@ -51,7 +51,7 @@ def scrambling_adapter(base_id: str | None = None, seed: int = 3) -> Adapter:
     weight = np.eye(DIM, dtype=np.float32) + rng.normal(0, 0.8, (DIM, DIM)).astype(np.float32)
     bias = rng.normal(0, 0.1, DIM).astype(np.float32)
     base = {"id": base_id, "query_prefix": "", "document_prefix": ""} if base_id else {}
-    return Adapter(kind="linear", params={"weight": weight, "bias": bias}, dim=DIM, base_model=base)
+    return Adapter(type="linear", params={"weight": weight, "bias": bias}, dim=DIM, base_model=base)
 
 
 def random_mlp_adapter(rng: np.random.Generator, hidden: int = 8) -> Adapter:
@@ -62,7 +62,7 @@ def random_mlp_adapter(rng: np.random.Generator, hidden: int = 8) -> Adapter:
         "out_weight": rng.normal(size=(DIM, hidden)),
         "out_bias": rng.normal(size=DIM),
     }
-    return Adapter(kind="residual_mlp", params=params, dim=DIM)
+    return Adapter(type="residual_mlp", params=params, dim=DIM)
 
 
 def _scores(adapter: Adapter | None, query: str) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_adapted_embedder_refuses_another_base_model(tmp_path: Path) -> None:
 def test_from_pretrained_uses_the_recorded_base_and_a_store(tmp_path: Path) -> None:
     with EmbeddingsServer() as server:
         adapter = scrambling_adapter("openai:toy")
-        adapter.base_model["query_prefix"] = "query: "
+        adapter.base_model.query_prefix = "query: "
         save_adapter(adapter, tmp_path / "adapter")
         store = tmp_path / "s.sqlite"
 
@@ -238,7 +238,7 @@ def test_llamaindex_async_query(llama, tmp_path: Path) -> None:
 
 
 def _adapter_of_dim(dim: int) -> Adapter:
-    return Adapter(kind="linear", params={"weight": np.eye(dim)}, dim=dim)
+    return Adapter(type="linear", params={"weight": np.eye(dim)}, dim=dim)
 
 
 # -- LangChain ---------------------------------------------------------------------------------
@@ -390,17 +390,17 @@ def test_import_refuses_pickled_code_and_bad_folders(tmp_path: Path) -> None:
 def test_export_matrix_pair_reproduces_the_adapter(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     low_rank = Adapter(
-        kind="low_rank",
+        type="low_rank",
         params={"down": rng.normal(size=(4, DIM)), "up": rng.normal(size=(DIM, 4))},
         dim=DIM,
         base_model={"id": "toy"},
     )
     q = rng.normal(size=(6, DIM)).astype(np.float32)
     for adapter in (scrambling_adapter("toy"), low_rank, Adapter.identity(DIM)):
-        files = export_adapter(adapter, tmp_path / adapter.kind, format="npy")
+        files = export_adapter(adapter, tmp_path / adapter.type, format="npy")
         assert {f.name for f in files} == {"weight.npy", "bias.npy", "adapter_export.json"}
-        w = np.load(tmp_path / adapter.kind / "weight.npy")
-        b = np.load(tmp_path / adapter.kind / "bias.npy")
+        w = np.load(tmp_path / adapter.type / "weight.npy")
+        b = np.load(tmp_path / adapter.type / "bias.npy")
         out = q @ w.T + b
         out /= np.linalg.norm(out, axis=1, keepdims=True)
         np.testing.assert_allclose(out, adapter.transform(q), rtol=1e-4, atol=1e-5)

@@ -357,7 +357,7 @@ def test_second_run_makes_zero_requests(
     dataset = QADataset(queries, corpus, {f"q{i}": [f"d{i}"] for i in range(25)})
     base_url = server.url if provider == "cohere" else f"{server.url}/v1"
 
-    def run() -> api.EmbedReport:
+    def run() -> api.EmbedResult:
         emb = get_embedder(f"{provider}:toy", base_url=base_url, dim=32, batch_size=8)
         return api.embed(dataset, model=emb, store=tmp_path / "s.sqlite", progress=False)
 

@@ -95,7 +95,7 @@ def test_model_mistakes_are_one_line(workdir, args, message) -> None:
 def test_evaluate_with_base_url_uses_the_adapters_model(server, workdir) -> None:
     rng = np.random.default_rng(0)
     adapter = Adapter(
-        kind="linear",
+        type="linear",
         params={"weight": np.eye(24) + rng.normal(0, 0.1, (24, 24))},
         dim=24,
         base_model={"id": "openai:toy", "query_prefix": "", "document_prefix": ""},
@@ -126,7 +126,7 @@ def test_export_and_import_llamaindex_commands(workdir) -> None:
     pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     adapter = Adapter(
-        kind="linear",
+        type="linear",
         params={"weight": rng.normal(size=(8, 8)), "bias": rng.normal(size=8)},
         dim=8,
         base_model={"id": "openai:toy"},

@@ -118,15 +118,16 @@ def test_ranks_agree_with_the_per_query_metrics(run):
 
 def test_adapter_json_carries_the_run_facts(run):
     meta = json.loads((run.path / "adapter" / "adapter.json").read_text())
-    assert meta["split"]["train_queries"] + meta["split"]["dev_queries"] == meta["data"]["queries"]
-    assert meta["embedding"]["model_calls"] > 0  # the first run embedded the texts
+    split = meta["training"]["split"]
+    assert split["train_queries"] + split["dev_queries"] == meta["data"]["queries"]
+    assert meta["training"]["embedding"]["model_calls"] > 0  # the first run embedded the texts
     facts = re.search(r'<dl class="facts".*?</dl>', run.html, re.S).group(0)
     for text in (
         "sentence-transformers:all-MiniLM-L6-v2",
         meta["data"]["fingerprint"],
         run.evaluation.details.data_fingerprint,
         f"{meta['data']['queries']:,} pairs",
-        f"{meta['split']['train_queries']:,} to train",
+        f"{split['train_queries']:,} to train",
         f"{meta['parameters']:,} parameters",
         f"{run.evaluation.model_calls:,} model call",
         f"{run.evaluation.texts_from_store:,} texts",
@@ -151,22 +152,10 @@ def test_report_is_one_offline_file(run):
     assert os.stat(run.evaluation.report_path).st_mode & 0o044  # others may read it
 
 
-def test_learning_curve_and_missing_history(run):
+def test_missing_history(run):
     ev = run.evaluation
-    config = dict(ev.details.adapter_config)
-    config["learning_curve"] = [
-        {"pairs": 25, "score": 0.41, "base": 0.40},
-        {"pairs": 50, "score": 0.44, "base": 0.40},
-        {"pairs": 100, "score": 0.46, "base": 0.40},
-    ]
-    with_curve = dataclasses.replace(
-        ev, details=dataclasses.replace(ev.details, adapter_config=config)
-    )
-    assert 'data-plot="learning-curve"' in render_report(with_curve)
-    assert 'data-plot="learning-curve"' not in run.html
-    assert "No learning curve recorded" in run.html
-
-    bare = dataclasses.replace(ev, details=dataclasses.replace(ev.details, adapter_config={}))
+    assert 'data-plot="loss"' in run.html
+    bare = dataclasses.replace(ev, details=dataclasses.replace(ev.details, training=None))
     html = render_report(bare)
     assert "No per-epoch history" in html and 'data-plot="hit-curve"' in html
 

@@ -35,7 +35,7 @@ def test_torch_module_matches_numpy_adapter(kind):
         for p in module.parameters():
             p.add_(0.1 * torch.randn_like(p))
     params = {n: p.detach().numpy().copy() for n, p in module.named_parameters()}
-    adapter = Adapter(kind=kind, params=params, dim=DIM, normalize=False)
+    adapter = Adapter(type=kind, params=params, dim=DIM, normalize=False)
     x = np.random.default_rng(1).normal(size=(5, DIM)).astype(np.float32)
     expected = module(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(adapter.transform(x), expected, rtol=1e-5, atol=1e-5)
@@ -93,7 +93,7 @@ def test_gate_ships_identity_when_training_cannot_help():
     train, dev = part(4, wrong), part(1, np.arange(50))
     result = fit_adapter(train, TrainConfig(max_epochs=15, lr=1e-2), dev=dev, refit_on=train)
     assert result.shipped_identity
-    assert result.adapter.kind == "identity"
+    assert result.adapter.type == "identity"
     assert "shipping the identity" in result.decision
     assert max(r.dev_score for r in result.history[1:]) <= result.identity_score
     assert result.history[-1].dev_score < result.identity_score - 0.05  # training really hurt
@@ -104,7 +104,7 @@ def test_training_is_deterministic_under_a_seed():
     config = TrainConfig(max_epochs=5, lr=3e-3, seed=7)
     a = fit_adapter(train, config, dev=dev).adapter
     b = fit_adapter(train, config, dev=dev).adapter
-    assert a.kind == "linear"
+    assert a.type == "linear"
     for name in a.params:
         np.testing.assert_array_equal(a.params[name], b.params[name])
     c = fit_adapter(train, TrainConfig(max_epochs=5, lr=3e-3, seed=8), dev=dev).adapter
@@ -125,4 +125,4 @@ def test_bad_settings_are_named():
     with pytest.raises(TrainingError, match="lr must be positive"):
         fit_adapter(train, TrainConfig(lr=0))
     with pytest.raises(TrainingError, match="unknown adapter type"):
-        fit_adapter(train, TrainConfig(adapter="transformer", epochs=1))
+        fit_adapter(train, TrainConfig(adapter_type="transformer", epochs=1))

@@ -101,8 +101,8 @@ def test_blend_folds_into_the_adapter_arrays(kind):
             p.add_(0.2 * torch.randn_like(p))
     params = {n: p.detach().numpy().copy() for n, p in module.named_parameters()}
     x = np.random.default_rng(1).normal(size=(4, DIM)).astype(np.float32)
-    full = Adapter(kind=kind, params=params, dim=DIM, normalize=False).transform(x)
-    half = Adapter(kind=kind, params=blend_params(kind, params, 0.3), dim=DIM, normalize=False)
+    full = Adapter(type=kind, params=params, dim=DIM, normalize=False).transform(x)
+    half = Adapter(type=kind, params=blend_params(kind, params, 0.3), dim=DIM, normalize=False)
     np.testing.assert_allclose(half.transform(x), x + 0.3 * (full - x), rtol=1e-4, atol=1e-5)
 
 
@@ -115,9 +115,9 @@ def test_procrustes_recovers_a_rotation_and_ships_as_linear():
     v = RetrievalVectors(queries, docs, [{i: 1.0} for i in range(50)])
     np.testing.assert_allclose(procrustes_weight(v), rotation, atol=1e-4)
     result = fit_adapter(
-        v.select(range(40)), TrainConfig(adapter="procrustes"), dev=v.select(range(40, 50))
+        v.select(range(40)), TrainConfig(adapter_type="procrustes"), dev=v.select(range(40, 50))
     )
-    assert result.adapter.kind == "linear" and not result.shipped_identity
+    assert result.adapter.type == "linear" and not result.shipped_identity
 
 
 def test_search_is_deterministic_under_a_seed_and_reports_every_try():
@@ -180,7 +180,7 @@ def test_cross_validation_learns_chooses_an_epoch_and_refits():
 def test_cross_validation_ships_identity_when_nothing_carries_over():
     v = distorted_queries(DIM, 60, 2, 0.3, seed=0, learnable=False)
     result = fit_adapter_cv(v, TrainConfig(max_epochs=10, lr=1e-2), folds=4)
-    assert result.shipped_identity and result.adapter.kind == "identity"
+    assert result.shipped_identity and result.adapter.type == "identity"
     assert "shipping the identity" in result.decision
 
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     "evaluate": "api",
     "report": "api",
     "generate": "api",
-    "run": "api",
+    "run": "workflow",
     "Adapter": "adapters",
     "load_adapter": "adapters",
     "save_adapter": "adapters",

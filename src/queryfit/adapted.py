@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from queryfit.adapters import Adapter, check_fits, load_adapter
+from queryfit.adapters import Adapter, as_adapter, check_fits
 from queryfit.embedders import Embedder, get_embedder
 from queryfit.embedders.base import Kind, check_kind
 from queryfit.errors import AdapterError
@@ -33,23 +33,11 @@ from queryfit.errors import AdapterError
 def adapter_digest(adapter: Adapter) -> str:
     """A short content hash of the adapter's function: type, arrays and normalisation."""
     h = hashlib.sha256()
-    h.update(f"{adapter.kind}|{adapter.dim}|{adapter.normalize}".encode())
+    h.update(f"{adapter.type}|{adapter.dim}|{adapter.normalize}".encode())
     for name in sorted(adapter.params):
         array = np.ascontiguousarray(adapter.params[name], dtype="<f4")
         h.update(name.encode() + b"|" + str(array.shape).encode() + b"|" + array.tobytes())
     return h.hexdigest()[:16]
-
-
-def as_adapter(adapter: Adapter | str | Path, *, force: bool = False) -> Adapter:
-    """An ``Adapter`` from an object, a queryfit adapter folder or a LlamaIndex adapter folder."""
-    if isinstance(adapter, Adapter):
-        return adapter
-    folder = Path(adapter)
-    from queryfit.adapters.convert import is_llamaindex_folder, load_llamaindex_adapter
-
-    if is_llamaindex_folder(folder) and not (folder / "adapter.json").is_file():
-        return load_llamaindex_adapter(folder)
-    return load_adapter(folder, force=force)
 
 
 class AdaptedEmbedder:
@@ -101,17 +89,23 @@ class AdaptedEmbedder:
         query and document prefixes are the ones the adapter was trained with.
         """
         adapter = as_adapter(adapter, force=force)
-        spec = model if model is not None else adapter.base_model.get("id")
+        spec = model if model is not None else adapter.base_model.id
         if spec is None:
             raise AdapterError(
                 "this adapter does not record its base model (e.g. one imported from LlamaIndex "
                 "without --model); pass model='provider:name'"
             )
         if isinstance(spec, str | Path):
-            model_options.setdefault("query_prefix", adapter.base_model.get("query_prefix", ""))
-            model_options.setdefault(
-                "document_prefix", adapter.base_model.get("document_prefix", "")
+            recorded = adapter.base_model
+            defaults = (
+                recorded.model_options()
+                if spec == recorded.id
+                else {
+                    "query_prefix": recorded.query_prefix,
+                    "document_prefix": recorded.document_prefix,
+                }
             )
+            model_options = defaults | model_options
         base = get_embedder(spec, **model_options)
         return cls(base, adapter, store=store, force=force)
 
@@ -184,6 +178,6 @@ class AdaptedEmbedder:
 
     def __repr__(self) -> str:
         return (
-            f"AdaptedEmbedder(base={self.base.model_id!r}, adapter={self.adapter.kind!r}, "
+            f"AdaptedEmbedder(base={self.base.model_id!r}, adapter={self.adapter.type!r}, "
             f"digest={self.digest!r})"
         )

@@ -1,31 +1,37 @@
 """The Python API; every CLI verb is a thin shell over the function of the same name here.
 
-``embed`` warms the store, ``train`` fits and saves an adapter, ``evaluate`` compares base and
-adapted retrieval with confidence intervals. ``generate`` turns a folder of documents into
-(question, passage) pairs and ``run`` chains generate, split, train and evaluate.
+``generate`` turns documents into (question, passage) pairs, ``embed`` warms the store, ``train``
+fits and saves an adapter, ``evaluate`` compares base and adapted retrieval with confidence
+intervals, ``report`` writes that comparison as an HTML report. ``run`` (all of it in one call)
+is :func:`queryfit.workflow.run`. Each verb only wires stages; the policy lives in the stages.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
-from queryfit.data import QADataset, load_dataset, split_dataset
+from queryfit.adapters.record import BaseModel, DataFacts, EmbeddingCost
+from queryfit.data import QADataset, load_dataset
 from queryfit.embedders import Embedder, get_embedder
 from queryfit.errors import TrainingError
 from queryfit.evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
-from queryfit.evaluation.coverage import CoverageBreakdown, coverage_record, split_by_coverage
-from queryfit.generation.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
+from queryfit.evaluation.coverage import (
+    CoverageBreakdown,
+    covered_fingerprints,
+    split_by_coverage,
+)
+from queryfit.generation.pipeline import generate  # noqa: F401  (the API's generate)
 from queryfit.report.details import QueryDetails, query_details, relevant_rows
 from queryfit.report.html import check_report_path, write_report
 from queryfit.store import EmbeddingStore
-from queryfit.vectors import RetrievalVectors, embed_dataset, restrict
-from queryfit.workflow import RunReport, run  # noqa: F401  (re-exported; run() calls train/evaluate)
+from queryfit.training.config import TrainConfig
+from queryfit.vectors import embed_dataset
 
 MIN_TRAIN_QUERIES = 20
 SMALL_DATA_WARNING = 200
@@ -36,7 +42,7 @@ StoreLike = EmbeddingStore | str | Path | None
 
 
 @dataclass
-class EmbedReport:
+class EmbedResult:
     model_id: str
     queries: int
     passages: int
@@ -50,33 +56,72 @@ class EmbedReport:
 
 
 @dataclass
-class TrainReport:
-    """What ``train`` did: the adapter, where it went, and the evidence behind shipping it."""
+class TrainResult:
+    """What ``train`` did: the adapter, where it went, and the evidence behind shipping it.
+
+    The facts are the adapter's own record (``adapter.training``); this adds where it was saved.
+    """
 
     adapter: Adapter
     out: Path | None
-    decision: str
-    shipped_identity: bool
-    best_epoch: int
-    dev_identity: float | None
-    dev_best: float | None
-    history: list[dict[str, Any]]
-    seconds: float
-    model_calls: int
-    texts_from_store: int
-    train_queries: int  # with cross-validation: the sizes of one fold
-    dev_queries: int
-    cv_folds: int = 0  # 0: one dev split
+
+    @classmethod
+    def of(cls, adapter: Adapter, out: str | Path | None) -> TrainResult:
+        return cls(adapter, Path(out) if out is not None else None)
+
+    @property
+    def facts(self) -> Any:
+        return self.adapter.training
+
+    @property
+    def decision(self) -> str:
+        """The dev decision and how dev was held out, as one sentence."""
+        facts = self.facts
+        note = facts.split.description
+        return facts.decision + (f"; {note}" if note else "")
+
+    @property
+    def shipped_identity(self) -> bool:
+        return self.facts.shipped_identity
+
+    @property
+    def best_epoch(self) -> int:
+        return self.facts.best_epoch
+
+    @property
+    def seconds(self) -> float:
+        return self.facts.seconds or 0.0
+
+    @property
+    def model_calls(self) -> int:
+        return self.facts.embedding.model_calls
+
+    @property
+    def texts_from_store(self) -> int:
+        return self.facts.embedding.texts_from_store
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "adapter"}
-        out["out"] = str(self.out) if self.out else None
-        out["adapter"] = dict(self.adapter.describe())
-        return out
+        facts = self.facts
+        return {
+            "out": str(self.out) if self.out else None,
+            "adapter": dict(self.adapter.describe()),
+            "decision": self.decision,
+            "shipped_identity": facts.shipped_identity,
+            "best_epoch": facts.best_epoch,
+            "dev_identity": facts.dev.base,
+            "dev_best": facts.dev.adapted,
+            "history": facts.history,
+            "seconds": facts.seconds,
+            "model_calls": facts.embedding.model_calls,
+            "texts_from_store": facts.embedding.texts_from_store,
+            "train_queries": facts.split.train_queries,
+            "dev_queries": facts.split.dev_queries,
+            "cv_folds": facts.split.cv_folds,
+        }
 
 
 @dataclass
-class EvaluationReport:
+class EvaluationResult:
     """Base vs adapted retrieval on one dataset, per metric, with paired-bootstrap intervals."""
 
     model_id: str
@@ -121,24 +166,81 @@ def _as_store(store: StoreLike) -> EmbeddingStore:
     return store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
 
 
+class _Cost:
+    """What the store's model did from now on: calls made, texts embedded and served."""
+
+    def __init__(self, store: EmbeddingStore) -> None:
+        self.stats = store.stats
+        self.start = asdict(store.stats)
+
+    def spent(self) -> dict[str, int]:
+        now = asdict(self.stats)
+        return {
+            "model_calls": now["model_calls"] - self.start["model_calls"],
+            "texts_from_store": now["texts_from_store"] - self.start["texts_from_store"],
+        }
+
+    def embedded(self) -> int:
+        return self.stats.texts_embedded - self.start["texts_embedded"]
+
+
+def _check_size(dataset: QADataset) -> None:
+    n = len(dataset.queries)
+    if n < MIN_TRAIN_QUERIES:
+        raise TrainingError(
+            f"only {n} queries: at least {MIN_TRAIN_QUERIES} are needed to train and check an "
+            "adapter; generate or import more pairs"
+        )
+    if n < SMALL_DATA_WARNING:
+        warnings.warn(
+            f"{n} queries is little data: expect a small or no gain (a few hundred pairs or "
+            "more is typical)",
+            stacklevel=3,
+        )
+
+
+def base_model_of(embedder: Embedder) -> BaseModel:
+    """What an adapter records of its base model: id, prefixes, and an API model's endpoint and
+    requested dimensions (never its key)."""
+    return BaseModel(
+        id=embedder.model_id,
+        query_prefix=embedder.query_prefix,
+        document_prefix=embedder.document_prefix,
+        endpoint=getattr(embedder, "recorded_endpoint", None),
+        dimensions=getattr(embedder, "dimensions", None),
+    )
+
+
+def data_facts(dataset: QADataset, source: DatasetLike) -> DataFacts:
+    """What an adapter records of its training data: counts, fingerprints, never text."""
+    return DataFacts(
+        fingerprint=dataset.fingerprint(),
+        source=None if isinstance(source, QADataset) else str(source),
+        queries=len(dataset.queries),
+        passages=len(dataset.corpus),
+        covered_passages=covered_fingerprints(dataset),
+    )
+
+
 def embed(
     data: DatasetLike,
     *,
     model: str | Embedder | None = None,
     store: StoreLike = None,
     progress: bool = True,
-) -> EmbedReport:
+) -> EmbedResult:
     """Embed every query and passage of ``data`` into the store, so later runs make no calls."""
     dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
-    before = store.stats.model_calls, store.stats.texts_embedded, store.stats.texts_from_store
+    cost = _Cost(store)
     embed_dataset(dataset, embedder, store, progress=progress)
-    return EmbedReport(
+    spent = cost.spent()
+    return EmbedResult(
         embedder.model_id,
         len(dataset.queries),
         len(dataset.corpus),
-        store.stats.model_calls - before[0],
-        store.stats.texts_embedded - before[1],
-        store.stats.texts_from_store - before[2],
+        spent["model_calls"],
+        cost.embedded(),
+        spent["texts_from_store"],
         str(store.path),
     )
 
@@ -148,155 +250,68 @@ def train(
     *,
     model: str | Embedder | None = None,
     out: str | Path | None = None,
-    config: Any = None,
+    config: TrainConfig | None = None,
     store: StoreLike = None,
     dev_fraction: float = 0.2,
     split_by: str = "coverage",
     progress: bool = True,
     on_epoch: Any = None,
     search: bool = False,
-) -> TrainReport:
+) -> TrainResult:
     """Fit a query adapter for ``model`` on ``data`` and save it to ``out``.
 
-    A ``dev_fraction`` of the queries picks the epoch count and the blend toward the base, and
-    gates shipping: if nothing beats the base model on dev, the identity adapter is saved and the
-    report says so. ``split_by="coverage"`` (default) holds out new questions over passages that
-    keep a training question (the in-corpus use) when the data has them, else plain held-out
-    questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`. ``search=True`` first tries
-    a small grid of settings on the dev split (see ``queryfit.training.search``).
+    Held-out dev questions (3-fold cross-validation on up to 5,000 queries, else a
+    ``dev_fraction`` split) pick the epoch count and the blend toward the base, and gate
+    shipping: if nothing beats the base model on dev by more than the noise, the identity adapter
+    is saved and the result says so. ``split_by="coverage"`` (default) holds out new questions
+    over passages that keep a training question (the in-corpus use) when the data has them, else
+    plain held-out questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`.
+    ``search=True`` first tries a small grid of settings on the dev split. The policy is
+    :func:`queryfit.training.plan.train_adapter`.
     """
-    from queryfit.training import TrainConfig, fit_adapter  # torch is needed for training only
+    from queryfit.training.plan import check_settings, train_adapter  # torch: training only
 
     config = config or TrainConfig()
-    config.validate()  # a bad setting fails before minutes of embedding, not after
-    if split_by not in ("coverage", "query", "passage"):
-        raise TrainingError(
-            f"split_by (--split-by) must be coverage, query or passage, not {split_by!r}"
-        )
+    check_settings(config, split_by, dev_fraction)  # fail before minutes of embedding
     dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
-    if len(dataset.queries) < MIN_TRAIN_QUERIES:
-        raise TrainingError(
-            f"only {len(dataset.queries)} queries: at least {MIN_TRAIN_QUERIES} are needed to "
-            "train and check an adapter; generate or import more pairs"
-        )
-    if len(dataset.queries) < SMALL_DATA_WARNING:
-        warnings.warn(
-            f"{len(dataset.queries)} queries is little data: expect a small or no gain "
-            f"(a few hundred pairs or more is typical)",
-            stacklevel=2,
-        )
-    calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
+    _check_size(dataset)
+    cost = _Cost(store)
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
-    dev_vectors: list[RetrievalVectors] | RetrievalVectors | None = None
-    train_vectors = vectors
-    split_note, search_table = "", None
-    # Quality work (issue 5): small data is cross-validated (every query scored once as dev);
-    # otherwise one dev split of new questions over covered passages when the data has such.
-    # See training/splits.py and docs/benchmarks.md.
-    cross_validate = (
-        dev_fraction > 0
-        and split_by == "coverage"
-        and config.cv_folds >= 2
-        and config.adapter != "procrustes"
-        and config.cv_folds <= len(vectors.queries) <= config.cv_max_queries
+    trained = train_adapter(
+        vectors,
+        config,
+        dev_fraction=dev_fraction,
+        split_by=split_by,
+        search=search,
+        dataset=dataset,
+        on_epoch=on_epoch,
     )
-    if dev_fraction > 0 and split_by == "coverage" and (search or not cross_validate):
-        from queryfit.training.splits import coverage_split, dev_parts, duplicate_groups
-
-        split = coverage_split(
-            vectors.relevant,
-            dev_fraction,
-            config.seed,
-            duplicate_of=duplicate_groups(vectors.queries),
-        )
-        train_vectors = vectors.select(split.train_rows)
-        dev_vectors = dev_parts(vectors, split.dev_rows, split.train_rows)
-        split_note = split.describe()
-    elif dev_fraction > 0 and split_by != "coverage":
-        train_part, dev_part = split_dataset(
-            dataset, dev_fraction=dev_fraction, by=split_by, seed=config.seed
-        )
-        train_vectors, dev_vectors = restrict(vectors, train_part), restrict(vectors, dev_part)
-    if search and dev_vectors is not None:
-        from queryfit.training.search import search as search_settings
-
-        found = search_settings(train_vectors, dev_vectors, config)
-        config, search_table = found.best_config, found.table()
-    if cross_validate:
-        from queryfit.training import fit_adapter_cv
-
-        result = fit_adapter_cv(vectors, config, on_epoch=on_epoch)
-        # Sizes of one fold (they add up to the whole); every query is dev once.
-        dev_count = len(vectors.queries) // config.cv_folds
-        train_count = len(vectors.queries) - dev_count
-        split_note = (
-            f"dev: {config.cv_folds}-fold cross-validation, each of the {len(vectors.queries)} "
-            "questions scored once as dev"
-        )
-    else:
-        result = fit_adapter(
-            train_vectors, config, dev=dev_vectors, refit_on=vectors, on_epoch=on_epoch
-        )
-        dev_list = [dev_vectors] if isinstance(dev_vectors, RetrievalVectors) else dev_vectors
-        dev_count = sum(len(part.queries) for part in dev_list or [])
-        train_count = len(train_vectors.queries)
-    adapter = result.adapter
-    adapter.base_model = {
-        "id": embedder.model_id,
-        "query_prefix": embedder.query_prefix,
-        "document_prefix": embedder.document_prefix,
-    }
-    history = [r.__dict__ for r in result.history]
-    split_sizes = {
-        "train_queries": train_count,
-        "dev_queries": dev_count,
-        "cv_folds": config.cv_folds if cross_validate else 0,
-    }
-    embedding = {
-        "model_calls": store.stats.model_calls - calls_before,
-        "texts_from_store": store.stats.texts_from_store - hits_before,
-    }
-    adapter.config = {
-        "training": config.to_dict() | {"split_by": split_by, "dev_fraction": dev_fraction},
-        "data": {
-            "fingerprint": dataset.fingerprint(),
-            "source": str(data) if not isinstance(data, QADataset) else None,
-            "queries": len(dataset.queries),
-            "passages": len(dataset.corpus),
-            **coverage_record(dataset),  # passage hashes, never text; see evaluation/coverage.py
-        },
-        "decision": result.decision,
-        "shipped_identity": result.shipped_identity,
-        "best_epoch": result.best_epoch,
-        "dev": {
-            "metric": config.select_metric,
-            "base": result.identity_score,
-            "adapted": result.best_score,
-        },
-        "history": history,
-        "train_seconds": round(result.seconds, 3),
-        "dev_split": split_note,
-        "blend": result.blend,
-        "search": search_table,
-        # For the report's run facts: the split actually used, and what embedding cost.
-        "split": split_sizes,
-        "embedding": embedding,
-    }
+    trained.facts.embedding = EmbeddingCost(**cost.spent())
+    adapter = trained.adapter
+    adapter.base_model = base_model_of(embedder)
+    adapter.training = trained.facts
+    adapter.data = data_facts(dataset, data)
     if out is not None:
         save_adapter(adapter, out)
-    return TrainReport(
-        adapter=adapter,
-        out=Path(out) if out is not None else None,
-        decision=result.decision + (f"; {split_note}" if split_note else ""),
-        shipped_identity=result.shipped_identity,
-        best_epoch=result.best_epoch,
-        dev_identity=result.identity_score,
-        dev_best=result.best_score,
-        history=history,
-        seconds=result.seconds,
-        **embedding,
-        **split_sizes,
+    return TrainResult.of(adapter, out)
+
+
+def embedder_for(adapter: Adapter, model: str | Embedder | None = None, **options: Any) -> Embedder:
+    """The adapter's base model (``model`` overrides it), with the prefixes, endpoint and
+    dimensions it was trained with; ``options`` (e.g. ``api_key``) go to the provider."""
+    if model is not None and not isinstance(model, str | Path):
+        return get_embedder(model)
+    recorded = adapter.base_model
+    spec = model if model is not None else recorded.id
+    settings = (
+        recorded.model_options()
+        if spec == recorded.id
+        else {
+            "query_prefix": recorded.query_prefix,
+            "document_prefix": recorded.document_prefix,
+        }
     )
+    return get_embedder(spec, **(settings | options))
 
 
 def evaluate(
@@ -313,7 +328,7 @@ def evaluate(
     progress: bool = True,
     details: bool = True,
     report: str | Path | None = None,
-) -> EvaluationReport:
+) -> EvaluationResult:
     """Compare retrieval with the base model and with the adapter on ``data``'s queries.
 
     The model defaults to the one the adapter was trained for. Differences come with paired
@@ -333,22 +348,13 @@ def evaluate(
         details = True
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
-    model = model if model is not None else adapter.base_model.get("id")
-    embedder = (
-        get_embedder(
-            model,
-            query_prefix=adapter.base_model.get("query_prefix", ""),
-            document_prefix=adapter.base_model.get("document_prefix", ""),
-        )
-        if isinstance(model, str) or model is None
-        else model
-    )
+    embedder = embedder_for(adapter, model)
     if not force:
         check_fits(adapter, embedder.model_id, embedder.dim)
     if headline not in metrics:
         metrics = (*metrics, headline)
     dataset, store = _as_dataset(data), _as_store(store)
-    calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
+    cost = _Cost(store)
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
     # With details, the same search also gives each relevant passage's exact rank.
     rank_docs = relevant_rows(vectors) if details else None
@@ -360,7 +366,7 @@ def evaluate(
         adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
     )
     differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
-    result = EvaluationReport(
+    result = EvaluationResult(
         model_id=embedder.model_id,
         adapter=dict(adapter.describe()),
         queries=len(dataset.queries),
@@ -369,11 +375,10 @@ def evaluate(
         adapted=adapted.summary(),
         differences=differences,
         headline=headline,
-        model_calls=store.stats.model_calls - calls_before,
-        texts_from_store=store.stats.texts_from_store - hits_before,
+        **cost.spent(),
         per_query={"base": base.metrics, "adapted": adapted.metrics},
         coverage=split_by_coverage(
-            adapter.config,
+            adapter.data,
             dataset,
             base.metrics,
             adapted.metrics,
@@ -388,7 +393,7 @@ def evaluate(
             adapted_queries,
             base.ranked,
             adapted.ranked,
-            adapter_config=adapter.config,
+            adapter=adapter,
             data_source=str(data) if not isinstance(data, QADataset) else None,
             settings={"n_resamples": n_resamples, "seed": seed, "metrics": list(metrics)},
             ranks_base=base.doc_ranks,
@@ -404,7 +409,7 @@ def report(
     adapter: Adapter | str | Path,
     out: str | Path = "queryfit-report.html",
     **kwargs: Any,
-) -> EvaluationReport:
+) -> EvaluationResult:
     """Evaluate ``adapter`` on ``data`` and write the HTML report to ``out``.
 
     One self-contained file: headline with 95% intervals, hit@k / recall@k curves, rank changes,

@@ -11,31 +11,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from queryfit import _io, api
+from queryfit.api import EvaluationResult, TrainResult
 from queryfit.data import QADataset, save_dataset, split_dataset
+from queryfit.embedders import get_embedder
 from queryfit.errors import GenerationError
-from queryfit.generation.filters import FilterConfig
-from queryfit.generation.pipeline import GenerateReport, generate, write_passages
+from queryfit.generation.config import GenerateConfig
+from queryfit.generation.pipeline import GenerateResult, generate, write_passages
+from queryfit.store import EmbeddingStore
+from queryfit.training.config import TrainConfig
+from queryfit.training.plan import check_settings
 
 RUN_FILE = "run.json"
 REPORT_FILE = "report.md"
 DATA_DIR = "data"
+DEFAULT_SPLIT = [0.2, "coverage", False]  # training's dev_fraction, split_by, search
 
 
 @dataclass
-class RunReport:
-    """The three stages' reports and where everything was written."""
+class RunResult:
+    """The three stages' results and where everything was written."""
 
     out: Path
-    generation: GenerateReport
-    train: Any  # api.TrainReport
-    evaluation: Any  # api.EvaluationReport
+    generation: GenerateResult
+    train: TrainResult | None  # None when the adapter in the folder was reused
+    evaluation: EvaluationResult
     train_reused: bool
     test_queries: int
     seconds: float
@@ -61,106 +66,73 @@ def _file_sha(path: Path) -> str | None:
         return None
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.write("\n")
-        tmp = fh.name
-    os.replace(tmp, path)
-
-
 def run(
     docs: str | Path,
     out: str | Path,
     *,
-    llm: Any = None,
     model: Any = None,
     store: Any = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    prompt: Any = None,
-    questions_per_passage: int = 2,
-    concurrency: int | None = None,
-    timeout: float = 60.0,
-    max_retries: int = 5,
-    chunk_tokens: int | None = None,
-    overlap_tokens: int | None = None,
-    filters: FilterConfig | None = None,
+    generation: GenerateConfig | None = None,
+    training: TrainConfig | None = None,
+    dev_fraction: float = 0.2,
+    split_by: str = "coverage",
+    search: bool = False,
     test_fraction: float = 0.2,
-    config: Any = None,
-    seed: int = 0,
     report: str | Path | None = None,
     progress: bool = True,
-) -> RunReport:
+    **settings: Any,
+) -> RunResult:
     """Generate pairs from ``docs``, split, train an adapter into ``out``, and evaluate it.
 
     ``out`` becomes the adapter folder (``adapter.json`` + weights), with ``data/`` (pairs,
     train and test splits, passages with their sources), ``report.md`` and ``run.json``. The test
     split is ``test_fraction`` of the questions, held out leak-free (near-duplicate questions stay
-    on one side) and never seen by training, which holds out its own dev split on top. Takes the
-    generation options of :func:`queryfit.generation.generate` and a ``TrainConfig``. The HTML
-    report goes to ``report`` (default ``out/report.html``).
+    on one side) and never seen by training, which holds out its own dev split on top.
+    ``generation`` (a :class:`GenerateConfig`, changed by keyword ``settings`` such as
+    ``llm=``) and ``training`` (a :class:`TrainConfig`) are the settings of
+    :func:`queryfit.generate` and :func:`queryfit.train` (with ``dev_fraction``, ``split_by``
+    and ``search``, training's own dev split). The HTML report goes to ``report``
+    (default ``out/report.html``).
 
     Example::
 
-        report = run("./my-docs", "adapter/", llm="openai:gpt-4o-mini")
-        print(report.evaluation.verdict)
+        result = run("./my-docs", "adapter/", llm="openai:gpt-4o-mini")
+        print(result.evaluation.verdict)
     """
-    from queryfit import api
-    from queryfit.store import EmbeddingStore
-    from queryfit.training.config import TrainConfig
-
     started = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GenerationError(f"--out {out} is a file; pass a folder for the adapter and report")
     if not 0.0 < test_fraction < 1.0:
         raise GenerationError(f"--test-fraction must be between 0 and 1, not {test_fraction}")
-    config = config or TrainConfig(seed=seed)
+    generation = GenerateConfig.of(generation, **settings)
+    generation.validate()
+    training = training or TrainConfig(seed=generation.seed)
+    check_settings(training, split_by, dev_fraction)
     db = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
     try:
-        from queryfit.embedders import get_embedder
-
         embedder = get_embedder(model)
-        gen = generate(
-            docs,
-            llm=llm,
-            base_url=base_url,
-            api_key=api_key,
-            prompt=prompt,
-            questions_per_passage=questions_per_passage,
-            concurrency=concurrency,
-            timeout=timeout,
-            max_retries=max_retries,
-            model=embedder,
-            chunk_tokens=chunk_tokens,
-            overlap_tokens=overlap_tokens,
-            filters=filters,
-            store=db,
-            seed=seed,
-            progress=progress,
-        )
+        gen = generate(docs, config=generation, model=embedder, store=db, progress=progress)
         dataset = gen.dataset
-        if len(dataset.queries) < api.MIN_TRAIN_QUERIES / (1 - test_fraction):
+        least = int(api.MIN_TRAIN_QUERIES / (1 - test_fraction)) + 1
+        if len(dataset.queries) < least:
             raise GenerationError(
                 f"only {len(dataset.queries)} questions from {docs}: too few to train and test "
-                f"an adapter (about {int(api.MIN_TRAIN_QUERIES / (1 - test_fraction)) + 1} at "
-                "least, a few hundred for a real gain); add documents or raise "
-                "--questions-per-passage"
+                f"an adapter (about {least} at least, a few hundred for a real gain); add "
+                "documents or raise --questions-per-passage"
             )
         train_part, test_part = split_dataset(
-            dataset, dev_fraction=test_fraction, by="query", seed=seed
+            dataset, dev_fraction=test_fraction, by="query", seed=generation.seed
         )
         data_dir = out / DATA_DIR
-        data_dir.mkdir(parents=True, exist_ok=True)
         save_dataset(dataset, data_dir / "pairs.json")
         save_dataset(train_part, data_dir / "train.json")
         save_dataset(test_part, data_dir / "test.json")
         write_passages(gen.passages, data_dir / "passages.jsonl")
 
-        stamp = _train_stamp(train_part, config, embedder.model_id)
+        stamp = _train_stamp(
+            train_part, training, embedder.model_id, [dev_fraction, split_by, search]
+        )
         previous = _read_run(out)
         reused = (
             previous.get("train_stamp") == stamp
@@ -170,7 +142,15 @@ def run(
         trained = None
         if not reused:
             trained = api.train(
-                train_part, model=embedder, out=out, config=config, store=db, progress=progress
+                train_part,
+                model=embedder,
+                out=out,
+                config=training,
+                store=db,
+                dev_fraction=dev_fraction,
+                split_by=split_by,
+                search=search,
+                progress=progress,
             )
         evaluation = api.evaluate(
             test_part,
@@ -183,7 +163,7 @@ def run(
     finally:
         if db is not store:
             db.close()
-    result = RunReport(
+    result = RunResult(
         out=out,
         generation=gen,
         train=trained,
@@ -198,14 +178,23 @@ def run(
     }
     if reused:
         facts["train"] = previous.get("train")
-    _write_json(out / RUN_FILE, facts)
-    (out / REPORT_FILE).write_text(_markdown(result, previous if reused else None), "utf-8")
+    _io.write_json(out / RUN_FILE, facts, default=str)
+    _io.write_text(out / REPORT_FILE, _markdown(result, previous if reused else None))
     return result
 
 
-def _train_stamp(train_part: QADataset, config: Any, model_id: str) -> str:
+def _train_stamp(
+    train_part: QADataset, config: TrainConfig, model_id: str, split: list[Any]
+) -> str:
+    stamped: dict[str, Any] = {
+        "data": train_part.fingerprint(),
+        "config": config.to_dict(),
+        "model": model_id,
+    }
+    if split != DEFAULT_SPLIT:  # folders trained with the default split keep their stamp
+        stamped["split"] = split
     blob = json.dumps(
-        {"data": train_part.fingerprint(), "config": config.to_dict(), "model": model_id},
+        stamped,
         sort_keys=True,
         default=str,
     )
@@ -220,7 +209,7 @@ def _read_run(out: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _markdown(result: RunReport, previous: dict[str, Any] | None) -> str:
+def _markdown(result: RunResult, previous: dict[str, Any] | None) -> str:
     gen, ev = result.generation, result.evaluation
     stats, docs = gen.stats, gen.documents or {}
     skipped = docs.get("skipped") or []
@@ -260,7 +249,7 @@ def _markdown(result: RunReport, previous: dict[str, Any] | None) -> str:
     if result.train is not None:
         lines.append(f"- {result.train.decision}")
         lines.append(
-            f"- {result.train.adapter.kind} adapter, {result.train.adapter.num_parameters:,} "
+            f"- {result.train.adapter.type} adapter, {result.train.adapter.num_parameters:,} "
             f"parameters, trained in {result.train.seconds:.1f}s"
         )
     else:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from queryfit.adapters.record import BaseModel, DataFacts, TrainingFacts
 from queryfit.errors import AdapterError
 
 Params = dict[str, np.ndarray]
@@ -50,32 +51,38 @@ FAMILIES: dict[str, tuple[Callable[[np.ndarray, Params], np.ndarray], tuple[str,
 class Adapter:
     """A trained query-side map ``q -> f(q)`` plus everything needed to use it correctly.
 
-    ``config`` is what ``adapter.json`` holds: base model id and prefixes, similarity,
-    normalisation, training settings, data fingerprint and metrics.
+    ``type`` is the family (:data:`FAMILIES`), ``params`` its named arrays. ``base_model`` says
+    which model's query vectors it maps; ``training`` and ``data`` record how it was made (see
+    :mod:`queryfit.adapters.record`, the ``adapter.json`` schema), ``None`` for an adapter built
+    by hand or imported (``imported_from`` then says from what).
     """
 
-    kind: str
+    type: str
     params: Params
     dim: int
-    base_model: dict[str, Any] = field(default_factory=dict)
+    base_model: BaseModel = field(default_factory=BaseModel)
     similarity: str = "cosine"
     normalize: bool = True
-    config: dict[str, Any] = field(default_factory=dict)
+    training: TrainingFacts | None = None
+    data: DataFacts | None = None
+    imported_from: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in FAMILIES:
+        if self.type not in FAMILIES:
             raise AdapterError(
-                f"unknown adapter type {self.kind!r}; known types: {', '.join(sorted(FAMILIES))}"
+                f"unknown adapter type {self.type!r}; known types: {', '.join(sorted(FAMILIES))}"
             )
-        missing = [name for name in FAMILIES[self.kind][1] if name not in self.params]
+        missing = [name for name in FAMILIES[self.type][1] if name not in self.params]
         if missing:
-            raise AdapterError(f"{self.kind} adapter is missing arrays: {', '.join(missing)}")
+            raise AdapterError(f"{self.type} adapter is missing arrays: {', '.join(missing)}")
         self.params = {k: np.asarray(v, dtype=np.float32) for k, v in self.params.items()}
+        if isinstance(self.base_model, Mapping):  # {"id": ..., "query_prefix": ...} by hand
+            self.base_model = BaseModel(**self.base_model)
 
     @classmethod
     def identity(cls, dim: int, **kwargs: Any) -> Adapter:
         """The adapter that changes nothing: what ships when training does not beat the base."""
-        return cls(kind="identity", params={}, dim=dim, **kwargs)
+        return cls(type="identity", params={}, dim=dim, **kwargs)
 
     @property
     def num_parameters(self) -> int:
@@ -91,9 +98,9 @@ class Adapter:
             raise AdapterError(
                 f"adapter expects query vectors of dimension {self.dim}, got shape "
                 f"{tuple(np.shape(vectors))}; embed queries with the adapter's base model "
-                f"({self.base_model.get('id', 'unknown')})"
+                f"({self.base_model.id or 'unknown'})"
             )
-        out = FAMILIES[self.kind][0](x, self.params).astype(np.float32, copy=False)
+        out = FAMILIES[self.type][0](x, self.params).astype(np.float32, copy=False)
         if self.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = out / np.maximum(norms, 1e-12)
@@ -104,8 +111,8 @@ class Adapter:
     def describe(self) -> Mapping[str, Any]:
         """A short summary for logs and reports."""
         return {
-            "type": self.kind,
+            "type": self.type,
             "dim": self.dim,
             "parameters": self.num_parameters,
-            "base_model": self.base_model.get("id"),
+            "base_model": self.base_model.id,
         }

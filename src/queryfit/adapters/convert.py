@@ -17,13 +17,16 @@ Example::
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from queryfit import _io
 from queryfit.adapters.base import Adapter
-from queryfit.adapters.io import save_adapter, write_json_atomic
+from queryfit.adapters.io import CONFIG_FILE, load_adapter, save_adapter
+from queryfit.adapters.record import BaseModel
 from queryfit.errors import AdapterError
 
 LLAMAINDEX_CONFIG = "config.json"
@@ -107,7 +110,6 @@ def load_llamaindex_adapter(
             f"{folder}: the adapter maps {dim} to {out_dim} dimensions; a query adapter must keep "
             "the documents' dimension to be used without re-embedding them"
         )
-    meta: dict[str, Any] = {"imported_from": {"format": "llamaindex", "config": config}}
     if "hidden_features" in config or "linear1.weight" in state:
         activation = config.get("activation_fn_str", "relu")
         if activation != "relu":
@@ -133,25 +135,25 @@ def load_llamaindex_adapter(
                 "out_weight": np.concatenate([w2, -eye, eye], axis=1),
                 "out_bias": b2,
             }
-        kind = "residual_mlp"
+        family = "residual_mlp"
     else:
         weight = _need(state, "linear.weight", weights_path)
         params = {"weight": weight}
         if "linear.bias" in state:
             params["bias"] = state["linear.bias"]
-        kind = "linear"
+        family = "linear"
     for name, array in params.items():
         if not np.isfinite(array).all():
             raise AdapterError(f"{weights_path}: {name} holds NaN or inf values")
-    base = {"id": base_model, "query_prefix": query_prefix, "document_prefix": document_prefix}
+    base = BaseModel(base_model, query_prefix, document_prefix) if base_model else BaseModel()
     try:
         adapter = Adapter(
-            kind=kind,
+            type=family,
             params=params,
             dim=dim,
-            base_model=base if base_model else {},
+            base_model=base,
             normalize=False,
-            config=meta,
+            imported_from={"format": "llamaindex", "config": config},
         )
         adapter.transform(np.zeros((1, dim), np.float32))  # shapes agree
     except (ValueError, AdapterError) as exc:
@@ -169,23 +171,23 @@ def adapter_matrix(adapter: Adapter) -> tuple[np.ndarray, np.ndarray]:
     """
     dim = adapter.dim
     p = adapter.params
-    if adapter.kind == "identity":
+    if adapter.type == "identity":
         return np.eye(dim, dtype=np.float32), np.zeros(dim, np.float32)
-    if adapter.kind == "linear":
+    if adapter.type == "linear":
         return p["weight"].astype(np.float32), p.get("bias", np.zeros(dim, np.float32))
-    if adapter.kind == "low_rank":
+    if adapter.type == "low_rank":
         return (np.eye(dim, dtype=np.float32) + p["up"] @ p["down"]).astype(np.float32), np.zeros(
             dim, np.float32
         )
     raise AdapterError(
-        f"a {adapter.kind} adapter is not a matrix; export its arrays with format='npy' (all "
+        f"a {adapter.type} adapter is not a matrix; export its arrays with format='npy' (all "
         "arrays are written with the formula), or train a linear or low_rank adapter"
     )
 
 
 def _formula(adapter: Adapter) -> str:
     tail = "; then divide by its L2 norm" if adapter.normalize else ""
-    if adapter.kind == "residual_mlp":
+    if adapter.type == "residual_mlp":
         return "q' = q + out_weight @ relu(in_weight @ q + in_bias) + out_bias" + tail
     return "q' = weight @ q + bias  (row vectors: Q' = Q @ weight.T + bias)" + tail
 
@@ -208,7 +210,7 @@ def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") ->
     out.mkdir(parents=True, exist_ok=True)
     if format == "llamaindex":
         return _export_llamaindex(adapter, out)
-    if adapter.kind == "residual_mlp":
+    if adapter.type == "residual_mlp":
         arrays = {k: np.ascontiguousarray(v, np.float32) for k, v in adapter.params.items()}
     else:
         weight, bias = adapter_matrix(adapter)
@@ -226,19 +228,19 @@ def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") ->
         save_file(arrays, str(path), metadata={"format": "queryfit-adapter-export"})
         written.append(path)
     info = {
-        "type": "residual_mlp" if adapter.kind == "residual_mlp" else "affine",
-        "source_type": adapter.kind,
+        "type": "residual_mlp" if adapter.type == "residual_mlp" else "affine",
+        "source_type": adapter.type,
         "dim": adapter.dim,
         "formula": _formula(adapter),
         "normalize": adapter.normalize,
         "apply_to": "query vectors only; document vectors stay as the base model made them",
         "similarity": adapter.similarity,
-        "base_model": adapter.base_model,
+        "base_model": asdict(adapter.base_model),
         "arrays": {name: list(a.shape) for name, a in arrays.items()},
         "files": [p.name for p in written],
     }
     info_path = out / EXPORT_INFO
-    write_json_atomic(info_path, info)
+    _io.write_json(info_path, info)
     return [*written, info_path]
 
 
@@ -251,7 +253,7 @@ def _export_llamaindex(adapter: Adapter, out: Path) -> list[Path]:
             "'queryfit[train]'`, or export format='npy'"
         ) from exc
     dim = adapter.dim
-    if adapter.kind == "residual_mlp":
+    if adapter.type == "residual_mlp":
         p = adapter.params
         config: dict[str, Any] = {
             "in_features": dim,
@@ -275,14 +277,14 @@ def _export_llamaindex(adapter: Adapter, out: Path) -> list[Path]:
         state = {"linear.weight": weight, "linear.bias": bias}
         note = "load with the default LinearLayer"
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()}
-    (out / LLAMAINDEX_CONFIG).write_text(json.dumps(config) + "\n", encoding="utf-8")
+    _io.write_text(out / LLAMAINDEX_CONFIG, json.dumps(config) + "\n")
     torch.save(tensors, str(out / LLAMAINDEX_WEIGHTS))
     readme = out / "QUERYFIT_EXPORT.txt"
-    readme.write_text(
-        f"Exported by queryfit from a {adapter.kind} adapter for "
-        f"{adapter.base_model.get('id') or 'an unrecorded base model'}; {note}. LlamaIndex does "
+    _io.write_text(
+        readme,
+        f"Exported by queryfit from a {adapter.type} adapter for "
+        f"{adapter.base_model.id or 'an unrecorded base model'}; {note}. LlamaIndex does "
         "not normalise the output; cosine similarity ranks the same either way.\n",
-        encoding="utf-8",
     )
     return [out / LLAMAINDEX_CONFIG, out / LLAMAINDEX_WEIGHTS, readme]
 
@@ -301,3 +303,13 @@ def import_llamaindex_adapter(
     )
     save_adapter(adapter, out)
     return adapter
+
+
+def as_adapter(adapter: Adapter | str | Path, *, force: bool = False) -> Adapter:
+    """An ``Adapter`` from an object, a queryfit adapter folder or a LlamaIndex adapter folder."""
+    if isinstance(adapter, Adapter):
+        return adapter
+    folder = Path(adapter)
+    if is_llamaindex_folder(folder) and not (folder / CONFIG_FILE).is_file():
+        return load_llamaindex_adapter(folder)
+    return load_adapter(folder, force=force)

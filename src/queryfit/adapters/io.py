@@ -8,21 +8,27 @@ would still multiply, but the result would be meaningless.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from queryfit import __version__
+from queryfit import __version__, _io
 from queryfit.adapters.base import Adapter
+from queryfit.adapters.record import FORMAT_VERSION, read_metadata, to_json
 from queryfit.errors import AdapterError
 
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter.json"
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "check_fits",
+    "load_adapter",
+    "save_adapter",
+]
 
 
 def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
@@ -30,26 +36,10 @@ def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise AdapterError(f"cannot write adapter to {folder}: it is a file; choose a folder path")
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "queryfit_version": __version__,
-        "type": adapter.kind,
-        "dim": adapter.dim,
-        "base_model": adapter.base_model,
-        "similarity": adapter.similarity,
-        "normalize": adapter.normalize,
-        "parameters": adapter.num_parameters,
-        **adapter.config,
-    }
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
-        tmp_weights = Path(tmp.name)
-    try:
-        save_file(adapter.params, str(tmp_weights), metadata={"format": "queryfit-adapter"})
-        os.replace(tmp_weights, folder / WEIGHTS_FILE)
-    finally:
-        tmp_weights.unlink(missing_ok=True)  # gone after the replace; a leftover only on failure
-    write_json_atomic(folder / CONFIG_FILE, meta)
+    _io.write_bytes(
+        folder / WEIGHTS_FILE, save(adapter.params, metadata={"format": "queryfit-adapter"})
+    )
+    _io.write_json(folder / CONFIG_FILE, to_json(adapter, __version__))
     return folder
 
 
@@ -69,52 +59,20 @@ def load_adapter(
             "create one with `queryfit train`"
         )
     try:
-        meta: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AdapterError(
             f"{config_path} is not valid JSON ({exc}); retrain or restore it"
         ) from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("format_version", 0), int):
-        raise AdapterError(
-            f"{config_path} is not a queryfit adapter config (expected an object with an integer "
-            "format_version); retrain or restore it"
-        )
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterError(
-            f"{config_path} was written by a newer queryfit (format {meta['format_version']}); "
-            "upgrade queryfit"
-        )
+    fields = read_metadata(meta, str(config_path))
     try:
         params = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise AdapterError(f"{weights_path} is not a readable safetensors file ({exc})") from exc
-
-    known = {
-        "format_version",
-        "queryfit_version",
-        "type",
-        "dim",
-        "base_model",
-        "similarity",
-        "normalize",
-        "parameters",
-    }
     try:
-        adapter = Adapter(
-            kind=meta["type"],
-            params=params,
-            dim=int(meta["dim"]),
-            base_model=meta.get("base_model", {}),
-            similarity=meta.get("similarity", "cosine"),
-            normalize=bool(meta.get("normalize", True)),
-            config={k: v for k, v in meta.items() if k not in known},
-        )
-    except KeyError as exc:
-        raise AdapterError(f"{config_path} lacks the field {exc}; retrain the adapter") from exc
-    except (TypeError, ValueError) as exc:
-        raise AdapterError(
-            f"{config_path} has a malformed field ({exc}); retrain the adapter"
-        ) from exc
+        adapter = Adapter(params=params, **fields)
+    except AdapterError as exc:
+        raise AdapterError(f"{folder}: {exc}; retrain the adapter or restore its files") from None
     if not force:
         check_fits(adapter, model_id, dim, source=str(folder))
     return adapter
@@ -128,7 +86,7 @@ def check_fits(
     The arrays would still multiply, but the result would be meaningless. ``None`` skips that
     check (a framework object's identity cannot always be told).
     """
-    trained_for = adapter.base_model.get("id")
+    trained_for = adapter.base_model.id
     if model_id is not None and trained_for and trained_for != model_id:
         raise AdapterError(
             f"{source} was trained for {trained_for}, not {model_id}; use it with its own base "
@@ -139,10 +97,3 @@ def check_fits(
             f"{source} expects {adapter.dim}-dimensional queries, {model_id or 'the model'} "
             f"gives {dim}; use the adapter's base model ({trained_for or 'unknown'})"
         )
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented UTF-8 JSON through a temporary file, so no reader sees half."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

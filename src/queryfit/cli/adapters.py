@@ -61,7 +61,7 @@ def import_llamaindex(
     if as_json:
         return emit_json({"out": str(adapter_out), **dict(result.describe())})
     out.print(
-        f"converted {source} ({result.kind}, {result.dim} dims, {result.num_parameters:,} "
+        f"converted {source} ({result.type}, {result.dim} dims, {result.num_parameters:,} "
         f"parameters) to {adapter_out}/"
         + ("" if model else "; no --model given, so it is not tied to a base model"),
         highlight=False,

@@ -5,185 +5,142 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
-    DEFAULTS,
-    ChunkOpt,
-    ConcurrencyOpt,
-    ConsistencyOpt,
+    GENERATE,
+    MODEL,
+    TRAIN,
     DocsOpt,
     JsonOpt,
-    LlmBaseUrlOpt,
-    LlmKeyOpt,
-    LlmOpt,
-    MaxCopiedOpt,
-    ModelOpt,
-    OverlapOpt,
-    PerPassageOpt,
-    PromptOpt,
+    ModelChoice,
     QuietOpt,
-    RetriesOpt,
     StoreOpt,
-    TimeoutOpt,
-    filter_config,
+    TrainChoice,
+    flags,
+    llm_flags_compat,
 )
-from queryfit.cli.render import comparison_table, print_generation
-from queryfit.training.config import TrainConfig
+from queryfit.cli.render import comparison_table, print_generation, print_trained
+from queryfit.generation.config import GenerateConfig
 
 
 @app.command()
 @user_errors
+@flags(MODEL, GENERATE)
 def generate(
     docs: Path = DocsOpt,
     pairs_out: Path = typer.Option(
         ..., "--out", "-o", help="Dataset to write: .json (LlamaIndex), .jsonl, or a BEIR folder."
     ),
-    llm: str = LlmOpt,
-    base_url: str = LlmBaseUrlOpt,
-    api_key: str = LlmKeyOpt,
-    prompt: Path = PromptOpt,
-    questions_per_passage: int = PerPassageOpt,
-    concurrency: int = ConcurrencyOpt,
-    timeout: float = TimeoutOpt,
-    max_retries: int = RetriesOpt,
-    temperature: float = typer.Option(None, help="LLM sampling temperature [default: 0.7]."),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Embedding model whose tokenizer sizes the passages."
-    ),
-    chunk_tokens: int = ChunkOpt,
-    overlap_tokens: int = OverlapOpt,
-    max_copied_words: int = MaxCopiedOpt,
-    consistency_k: int = ConsistencyOpt,
     journal: Path = typer.Option(
-        None, help="Progress journal [default: .queryfit/generations/<setting>.jsonl]."
+        None,
+        help="Progress journal [default: .queryfit/generations/<setting>.jsonl].",
+        show_default=False,
     ),
     passages_out: Path = typer.Option(
-        None, "--passages-out", help="Also write the passages with source and page (JSONL)."
+        None,
+        "--passages-out",
+        help="Also write the passages with source and page (JSONL).",
+        show_default=False,
     ),
-    seed: int = typer.Option(0, help="Random seed (offline generators are deterministic)."),
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
+    model: ModelChoice = None,
+    generation: GenerateConfig = None,
 ) -> None:
     """Write (question, passage) pairs for a folder of documents; rerun to resume.
 
-    Reads and chunks the documents, asks the LLM for questions about each passage, filters
-    duplicates, copied spans and odd lengths, and saves the dataset. Progress is journaled as it
-    goes: after an interrupt, the same command continues where it stopped.
+    Reads and chunks the documents (to the embedding model's token window), asks the LLM for
+    questions about each passage, filters duplicates, copied spans and odd lengths, and saves the
+    dataset. Progress is journaled as it goes: after an interrupt, the same command continues
+    where it stopped.
 
     Example: `queryfit generate --docs ./my-docs --out pairs.json --llm openai:gpt-4o-mini`
     """
     from queryfit import api
 
-    report = api.generate(
+    llm_flags_compat(model, generation)
+    result = api.generate(
         docs,
         out=pairs_out,
-        llm=llm,
-        base_url=base_url,
-        api_key=api_key,
-        prompt=prompt,
-        questions_per_passage=questions_per_passage,
-        concurrency=concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        temperature=temperature,
-        model=model,
-        chunk_tokens=chunk_tokens,
-        overlap_tokens=overlap_tokens,
-        filters=filter_config(consistency_k, max_copied_words),
+        config=generation,
+        model=model.resolve(),
         store=store,
         journal=journal,
         passages_out=passages_out,
-        seed=seed,
         progress=not (quiet or as_json),
     )
     if as_json:
-        return emit_json(report.to_dict())
-    print_generation(report)
+        return emit_json(result.to_dict())
+    print_generation(result)
     out.print(
-        f"wrote {report.pairs} pairs over {len(report.dataset.corpus)} passages to {report.out}",
+        f"wrote {result.pairs} pairs over {len(result.dataset.corpus)} passages to {result.out}",
         highlight=False,
     )
 
 
 @app.command()
 @user_errors
+@flags(MODEL, GENERATE, TRAIN)
 def run(
     docs: Path = DocsOpt,
     adapter_out: Path = typer.Option(
         ..., "--out", "-o", help="Adapter folder; also gets data/, report.md and run.json."
     ),
-    llm: str = LlmOpt,
-    base_url: str = LlmBaseUrlOpt,
-    api_key: str = LlmKeyOpt,
-    prompt: Path = PromptOpt,
-    questions_per_passage: int = PerPassageOpt,
-    concurrency: int = ConcurrencyOpt,
-    timeout: float = TimeoutOpt,
-    max_retries: int = RetriesOpt,
-    model: str = ModelOpt,
-    chunk_tokens: int = ChunkOpt,
-    overlap_tokens: int = OverlapOpt,
-    max_copied_words: int = MaxCopiedOpt,
-    consistency_k: int = ConsistencyOpt,
     test_fraction: float = typer.Option(0.2, help="Share of questions held out for the test."),
     report_out: Path = typer.Option(
-        None, "--report", help="HTML report path [default: <out>/report.html]."
+        None,
+        "--report",
+        help="HTML report path [default: OUT/report.html].",
+        show_default=False,
     ),
-    adapter: str = typer.Option(DEFAULTS.adapter, help="linear, low_rank or residual_mlp."),
-    seed: int = typer.Option(0, help="Random seed (runs are deterministic)."),
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
+    model: ModelChoice = None,
+    generation: GenerateConfig = None,
+    training: TrainChoice = None,
 ) -> None:
     """Documents to an evaluated adapter: generate, split, train, evaluate, in one command.
 
-    Each stage reuses earlier work: finished passages from the generation journal, vectors from
-    the store, and the adapter itself when data and settings are unchanged. The folder gets the
-    adapter, the data splits, report.md and run.json.
+    Takes every setting of `generate` and of `train`. Each stage reuses earlier work: finished
+    passages from the generation journal, vectors from the store, and the adapter itself when
+    data and settings are unchanged. The folder gets the adapter, the data splits, report.md,
+    report.html and run.json.
 
     Example: `queryfit run --docs ./my-docs --out adapter/ --llm openai:gpt-4o-mini`
     """
-    from queryfit import api
+    from queryfit import workflow
 
-    report = api.run(
+    llm_flags_compat(model, generation)
+    result = workflow.run(
         docs,
         adapter_out,
-        llm=llm,
-        model=model,
+        model=model.resolve(),
         store=store,
-        base_url=base_url,
-        api_key=api_key,
-        prompt=prompt,
-        questions_per_passage=questions_per_passage,
-        concurrency=concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        chunk_tokens=chunk_tokens,
-        overlap_tokens=overlap_tokens,
-        filters=filter_config(consistency_k, max_copied_words),
+        generation=generation,
+        training=training.config,
+        dev_fraction=training.dev_fraction,
+        split_by=training.split_by,
+        search=training.search,
         test_fraction=test_fraction,
-        config=TrainConfig(adapter=adapter, seed=seed),
-        seed=seed,
         report=report_out,
         progress=not (quiet or as_json),
     )
     if as_json:
-        return emit_json(report.to_dict())
-    print_generation(report.generation)
-    if report.train_reused:
+        return emit_json(result.to_dict())
+    print_generation(result.generation)
+    if result.train_reused:
         out.print("training: reused the adapter in the folder (same data and settings)")
     else:
-        style = "yellow" if report.train.shipped_identity else "green"
-        out.print(f"[{style}]{escape(report.train.decision)}[/]", highlight=False)
-    out.print(comparison_table(report.evaluation, f"{report.test_queries} held-out questions"))
-    out.print(f"verdict: {report.evaluation.verdict}", highlight=False)
-    out.print(f"adapter, data and report.md written to {report.out}/", highlight=False)
-    if getattr(report.evaluation, "report_path", None):
+        print_trained(result.train)
+    out.print(comparison_table(result.evaluation, f"{result.test_queries} held-out questions"))
+    out.print(f"verdict: {result.evaluation.verdict}", highlight=False)
+    out.print(f"adapter, data and report.md written to {result.out}/", highlight=False)
+    if result.evaluation.report_path:
         out.print(
-            f"report: {Path(report.evaluation.report_path).resolve()} (open it in a browser)",
+            f"report: {Path(result.evaluation.report_path).resolve()} (open it in a browser)",
             highlight=False,
             soft_wrap=True,
         )

@@ -36,16 +36,13 @@ def resolve_model(
     }
     if not options:
         return model
-    prefixes: dict[str, str] = {}
+    prefixes: dict[str, Any] = {}
     if model is None and adapter is not None:
-        from queryfit.adapted import as_adapter
+        from queryfit.adapters import as_adapter
 
-        loaded = as_adapter(adapter, force=True)
-        model = loaded.base_model.get("id")
-        prefixes = {
-            "query_prefix": loaded.base_model.get("query_prefix", ""),
-            "document_prefix": loaded.base_model.get("document_prefix", ""),
-        }
+        recorded = as_adapter(adapter, force=True).base_model
+        model = recorded.id
+        prefixes = recorded.model_options()
     provider = (model or "").partition(":")[0].strip().lower() if model and ":" in model else ""
     if provider in ("azure", "voyageai"):
         provider = {"azure": "azure-openai", "voyageai": "voyage"}[provider]
@@ -56,6 +53,6 @@ def resolve_model(
             f"{model or 'the default local model'}; e.g. --model openai:text-embedding-3-small "
             "--base-url http://localhost:11434/v1"
         )
-    embedder = get_embedder(model, **prefixes, **options)
+    embedder = get_embedder(model, **(prefixes | options))
     assert isinstance(embedder, BaseEmbedder)
     return embedder

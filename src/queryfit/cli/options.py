@@ -1,19 +1,44 @@
-"""Options shared by several verbs, declared once; defaults come from the settings objects."""
+"""Flags shared by several verbs, declared once, each group built into one settings object.
+
+A verb asks for a group with :func:`flags`: ``train`` gets a :class:`ModelChoice` and a
+:class:`TrainChoice`, ``generate`` a ``ModelChoice`` and a ``GenerateConfig``, ``run`` all three.
+The flags of a group are added to the verb's signature (so ``--help`` shows them) and handed to
+the verb as the one object they describe, so no verb can lack a flag another has, and every flag
+means one thing everywhere. Defaults come from the settings objects themselves.
+
+Renamed flags keep working for one release and print a deprecation line: ``train --adapter``
+(the family) is ``--adapter-type``; in ``generate``/``run``, ``--base-url``/``--api-key`` for the
+LLM are ``--llm-base-url``/``--llm-api-key`` (``--base-url`` is the embedder's endpoint there, as
+in every other verb, whenever ``--model`` names an API model).
+"""
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from queryfit.generation.config import GenerateConfig
+from queryfit.generation.filters import FilterConfig
 from queryfit.training.config import TrainConfig
 
-DEFAULTS = TrainConfig()  # option defaults come from the one place that defines them
+DEFAULTS = TrainConfig()
+GEN_DEFAULTS = GenerateConfig()
+API_PROVIDERS = ("openai", "azure-openai", "azure", "cohere", "voyage", "voyageai", "litellm")
+
+# -- single options, used as they are ----------------------------------------------------------
 
 DataOpt = typer.Option(..., "--data", "-d", help="LlamaIndex JSON, BEIR folder or JSONL pairs.")
-ModelOpt = typer.Option(
-    None, "--model", "-m", help="Embedding model, e.g. sentence-transformers:<name-or-path>."
+DocsOpt = typer.Option(
+    ..., "--docs", "-D", help="Folder (searched recursively) or file: .txt, .md, .html, .pdf."
 )
+AdapterOpt = typer.Option(..., "--adapter", "-a", help="Adapter folder.")
 StoreOpt = typer.Option(
     None, "--store", help="Embedding store file [default: .queryfit/embeddings.sqlite]."
 )
@@ -22,71 +47,425 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 ReportOpt = typer.Option(
     None, "--report", help="Also write the HTML report (plots, query table) to this file."
 )
-BaseUrlOpt = typer.Option(
-    None,
-    "--base-url",
-    help="OpenAI-compatible endpoint for openai:MODEL (Ollama, vLLM, TEI, LM Studio, Azure), "
-    "e.g. http://localhost:11434/v1.",
+ForceOpt = typer.Option(False, "--force", help="Use the adapter even with another base model.")
+ResamplesOpt = typer.Option(10_000, "--resamples", help="Bootstrap resamples for the intervals.")
+
+
+# -- groups ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: the parameter it fills, its type, its ``typer.Option``."""
+
+    name: str
+    type: Any
+    option: Any
+
+
+@dataclass(frozen=True)
+class FlagGroup:
+    """Flags that together describe one settings object; ``build(**values)`` makes it."""
+
+    param: str
+    flags: tuple[Flag, ...]
+    build: Callable[..., Any]
+
+
+def flags(*groups: FlagGroup) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add each group's flags to a verb and pass the verb ``group.param=group.build(...)``.
+
+    A flag that several groups name (``--seed``) is declared once and feeds each of them.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn, eval_str=True)
+        replaced = {group.param for group in groups}
+        kept = [p for p in signature.parameters.values() if p.name not in replaced]
+        added = {
+            f.name: inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.option, annotation=f.type
+            )
+            for group in groups
+            for f in group.flags
+        }
+
+        @wraps(fn)
+        def verb(**values: Any) -> Any:
+            built = {g.param: g.build(**{f.name: values[f.name] for f in g.flags}) for g in groups}
+            own = {k: v for k, v in values.items() if k not in added}
+            return fn(**own, **built)
+
+        parameters = kept + list(added.values())
+        verb.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        verb.__annotations__ = {p.name: p.annotation for p in parameters}
+        del verb.__wrapped__  # Typer must read the new signature, not the function's own
+        return verb
+
+    return decorate
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is now {new}; {old} stops working in the next release", FutureWarning, stacklevel=2
+    )
+
+
+# -- the embedding model -----------------------------------------------------------------------
+
+
+@dataclass
+class ModelChoice:
+    """The embedding model as the flags name it: a spec, plus an API model's endpoint options."""
+
+    model: str | None = None
+    base_url: str | None = None
+    dimensions: int | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in (
+                ("base_url", self.base_url),
+                ("dimensions", self.dimensions),
+                ("api_key", self.api_key),
+            )
+            if v is not None
+        }
+
+    @property
+    def is_api_model(self) -> bool:
+        head, sep, _ = (self.model or "").partition(":")
+        return bool(sep) and head.strip().lower() in API_PROVIDERS
+
+    def resolve(self, adapter: str | Path | None = None) -> Any:
+        """The model spec unchanged when no endpoint option is set (the API's defaults apply),
+        else the embedder built with them. With ``adapter`` and no ``--model``, the adapter's
+        own base model (prefixes, endpoint) is the one these options apply to."""
+        from queryfit.cli.model_options import resolve_model
+
+        return resolve_model(self.model, adapter=adapter, **self.options)
+
+
+MODEL_FLAGS = (
+    Flag(
+        "model",
+        str,
+        typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Embedding model: sentence-transformers:NAME-OR-FOLDER, openai:MODEL, "
+            "cohere:MODEL, voyage:MODEL... [default: the bundled all-MiniLM-L6-v2, or the "
+            "adapter's base model].",
+            show_default=False,
+        ),
+    ),
+    Flag(
+        "base_url",
+        str,
+        typer.Option(
+            None,
+            "--base-url",
+            help="Endpoint of an API embedding model (OpenAI-compatible: Ollama, vLLM, TEI, LM "
+            "Studio, Azure), e.g. http://localhost:11434/v1.",
+            show_default=False,
+        ),
+    ),
+    Flag(
+        "dimensions",
+        int,
+        typer.Option(
+            None,
+            "--dimensions",
+            help="Ask an API model for shorter vectors (e.g. 256); own store key.",
+            show_default=False,
+        ),
+    ),
+    Flag(
+        "api_key",
+        str,
+        typer.Option(
+            None,
+            "--api-key",
+            help="Key of an API embedding model [default: $OPENAI_API_KEY, $COHERE_API_KEY, "
+            "$VOYAGE_API_KEY...]; never stored or shown.",
+            show_default=False,
+        ),
+    ),
 )
-DimensionsOpt = typer.Option(
-    None, "--dimensions", help="Ask an API model for shorter vectors (e.g. 256); own store key."
-)
-ApiKeyOpt = typer.Option(
-    None,
-    "--api-key",
-    help="API key [default: $OPENAI_API_KEY, $COHERE_API_KEY, $VOYAGE_API_KEY...]; never stored.",
-    show_default=False,
+MODEL = FlagGroup("model", MODEL_FLAGS, ModelChoice)
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainChoice:
+    """The training flags: a :class:`TrainConfig` and how dev is held out."""
+
+    config: TrainConfig
+    dev_fraction: float = 0.2
+    split_by: str = "coverage"
+    search: bool = False
+
+
+def _train_choice(
+    adapter_type: str,
+    adapter_family: str | None,
+    dev_fraction: float,
+    split_by: str,
+    search: bool,
+    **settings: Any,
+) -> TrainChoice:
+    if adapter_family is not None:
+        _deprecated("--adapter (the adapter family)", "--adapter-type")
+        adapter_type = adapter_family
+    return TrainChoice(
+        TrainConfig(adapter_type=adapter_type, **settings), dev_fraction, split_by, search
+    )
+
+
+TRAIN = FlagGroup(
+    "training",
+    (
+        Flag(
+            "adapter_type",
+            str,
+            typer.Option(
+                DEFAULTS.adapter_type,
+                "--adapter-type",
+                help="Adapter family: linear, low_rank, residual_mlp or procrustes.",
+            ),
+        ),
+        Flag("adapter_family", str, typer.Option(None, "--adapter", hidden=True)),
+        Flag(
+            "loss",
+            str,
+            typer.Option(DEFAULTS.loss, help="corpus (all passages as negatives) or in_batch."),
+        ),
+        Flag(
+            "epochs",
+            int,
+            typer.Option(
+                None, help="Fixed epoch count [default: chosen on dev].", show_default=False
+            ),
+        ),
+        Flag(
+            "max_epochs",
+            int,
+            typer.Option(DEFAULTS.max_epochs, help="Upper bound when dev chooses epochs."),
+        ),
+        Flag("lr", float, typer.Option(DEFAULTS.lr, help="Learning rate.")),
+        Flag(
+            "scale",
+            float,
+            typer.Option(DEFAULTS.scale, help="Inverse temperature on cosine similarities."),
+        ),
+        Flag(
+            "identity_penalty",
+            float,
+            typer.Option(DEFAULTS.identity_penalty, help="Pull toward the base model."),
+        ),
+        Flag(
+            "label_smoothing",
+            float,
+            typer.Option(DEFAULTS.label_smoothing, help="Of the corpus softmax."),
+        ),
+        Flag("batch_size", int, typer.Option(DEFAULTS.batch_size, help="Queries per step.")),
+        Flag(
+            "cv_folds",
+            int,
+            typer.Option(
+                DEFAULTS.cv_folds,
+                help=f"Cross-validate epochs and the gate over k folds (up to "
+                f"{DEFAULTS.cv_max_queries} queries, with --split-by coverage); 0 = one dev split.",
+            ),
+        ),
+        Flag(
+            "dev_fraction",
+            float,
+            typer.Option(0.2, help="Share of queries held out to choose and gate."),
+        ),
+        Flag(
+            "split_by",
+            str,
+            typer.Option(
+                "coverage",
+                help="Dev split: coverage (new questions over covered passages, else held-out "
+                "questions), query (same corpus) or passage.",
+            ),
+        ),
+        Flag(
+            "search",
+            bool,
+            typer.Option(False, "--search", help="Try a small grid of settings on the dev split."),
+        ),
+        Flag(
+            "seed", int, typer.Option(DEFAULTS.seed, help="Random seed (runs are deterministic).")
+        ),
+    ),
+    _train_choice,
 )
 
 
-DocsOpt = typer.Option(
-    ..., "--docs", "-D", help="Folder (searched recursively) or file: .txt, .md, .html, .pdf."
-)
-LlmOpt = typer.Option(
-    None,
-    "--llm",
-    help="Question writer: openai:MODEL (any OpenAI-compatible endpoint, see --base-url), "
-    "ollama:MODEL, smollm2 (offline, small) or heuristic (no model) [default: smollm2 if "
-    "installed, else heuristic].",
-    show_default=False,
-)
-LlmBaseUrlOpt = typer.Option(
-    None,
-    "--base-url",
-    help="OpenAI-compatible chat endpoint of the LLM [default: $QUERYFIT_LLM_BASE_URL, "
-    "$OPENAI_BASE_URL or OpenAI], e.g. http://localhost:11434/v1 for Ollama.",
-    show_default=False,
-)
-LlmKeyOpt = typer.Option(
-    None,
-    "--api-key",
-    help="LLM API key [default: $QUERYFIT_LLM_API_KEY or $OPENAI_API_KEY]; never logged or saved.",
-    show_default=False,
-)
-PromptOpt = typer.Option(
-    None, "--prompt", help="Prompt template file with {passage} and {n} (--- splits off a system)."
-)
-PerPassageOpt = typer.Option(
-    2, "--questions-per-passage", "-n", help="Questions asked per passage."
-)
-ConcurrencyOpt = typer.Option(8, help="LLM requests in flight at once.")
-TimeoutOpt = typer.Option(60.0, help="Seconds one LLM request may take.")
-RetriesOpt = typer.Option(5, help="Retries of a failed LLM request (429, 5xx, timeout, junk).")
-ChunkOpt = typer.Option(
-    None, help="Passage size in the embedder's tokens [default: its max sequence length]."
-)
-OverlapOpt = typer.Option(None, help="Tokens shared by consecutive passages [default: size/8].")
-ConsistencyOpt = typer.Option(
-    None,
-    "--consistency-k",
-    help="Keep a question only if the base model ranks its passage in the top K (off by default).",
-)
-MaxCopiedOpt = typer.Option(
-    10, help="Drop questions copying this many consecutive words of the passage."
+# -- generation --------------------------------------------------------------------------------
+
+
+def _generation(
+    llm: str | None,
+    llm_base_url: str | None,
+    llm_api_key: str | None,
+    max_copied_words: int,
+    consistency_k: int | None,
+    **settings: Any,
+) -> GenerateConfig:
+    filters = FilterConfig(max_copied_words=max_copied_words, consistency_k=consistency_k)
+    return GenerateConfig(
+        llm=llm, llm_base_url=llm_base_url, llm_api_key=llm_api_key, filters=filters, **settings
+    )
+
+
+GENERATE = FlagGroup(
+    "generation",
+    (
+        Flag(
+            "llm",
+            str,
+            typer.Option(
+                None,
+                "--llm",
+                help="Question writer: openai:MODEL (any OpenAI-compatible endpoint, see "
+                "--llm-base-url), ollama:MODEL, smollm2 (offline, small) or heuristic (no "
+                "model) [default: smollm2 if installed, else heuristic].",
+                show_default=False,
+            ),
+        ),
+        Flag(
+            "llm_base_url",
+            str,
+            typer.Option(
+                None,
+                "--llm-base-url",
+                help="OpenAI-compatible chat endpoint of the LLM [default: "
+                "$QUERYFIT_LLM_BASE_URL, $OPENAI_BASE_URL or OpenAI], e.g. "
+                "http://localhost:11434/v1 for Ollama.",
+                show_default=False,
+            ),
+        ),
+        Flag(
+            "llm_api_key",
+            str,
+            typer.Option(
+                None,
+                "--llm-api-key",
+                help="LLM API key [default: $QUERYFIT_LLM_API_KEY or $OPENAI_API_KEY]; never "
+                "logged or saved.",
+                show_default=False,
+            ),
+        ),
+        Flag(
+            "prompt",
+            Path,
+            typer.Option(
+                None,
+                "--prompt",
+                help="Prompt template file with {passage} and {n} (--- splits off a system).",
+                show_default=False,
+            ),
+        ),
+        Flag(
+            "questions_per_passage",
+            int,
+            typer.Option(
+                GEN_DEFAULTS.questions_per_passage,
+                "--questions-per-passage",
+                "-n",
+                help="Questions asked per passage.",
+            ),
+        ),
+        Flag(
+            "concurrency",
+            int,
+            typer.Option(GEN_DEFAULTS.concurrency, help="LLM requests in flight at once."),
+        ),
+        Flag(
+            "timeout",
+            float,
+            typer.Option(GEN_DEFAULTS.timeout, help="Seconds one LLM request may take."),
+        ),
+        Flag(
+            "max_retries",
+            int,
+            typer.Option(
+                GEN_DEFAULTS.max_retries,
+                help="Retries of a failed LLM request (429, 5xx, timeout, junk).",
+            ),
+        ),
+        Flag(
+            "temperature",
+            float,
+            typer.Option(None, help="LLM sampling temperature [default: 0.7].", show_default=False),
+        ),
+        Flag(
+            "chunk_tokens",
+            int,
+            typer.Option(
+                None,
+                help="Passage size in the embedder's tokens [default: its max sequence length].",
+                show_default=False,
+            ),
+        ),
+        Flag(
+            "overlap_tokens",
+            int,
+            typer.Option(
+                None,
+                help="Tokens shared by consecutive passages [default: size/8].",
+                show_default=False,
+            ),
+        ),
+        Flag(
+            "max_copied_words",
+            int,
+            typer.Option(
+                FilterConfig().max_copied_words,
+                help="Drop questions copying this many consecutive words of the passage.",
+            ),
+        ),
+        Flag(
+            "consistency_k",
+            int,
+            typer.Option(
+                None,
+                "--consistency-k",
+                help="Keep a question only if the base model ranks its passage in the top K "
+                "[default: off].",
+                show_default=False,
+            ),
+        ),
+        Flag("seed", int, typer.Option(0, help="Random seed (runs are deterministic).")),
+    ),
+    _generation,
 )
 
 
-def filter_config(consistency_k: int | None, max_copied_words: int) -> Any:
-    from queryfit.generation import FilterConfig
+def llm_flags_compat(model: ModelChoice, generation: GenerateConfig) -> None:
+    """``generate``/``run`` took the LLM's endpoint and key as ``--base-url``/``--api-key``.
 
-    return FilterConfig(consistency_k=consistency_k, max_copied_words=max_copied_words)
+    Those now name the embedder's, as in every other verb; when ``--model`` is not an API model
+    they cannot mean that, so they still reach the LLM, with a deprecation line.
+    """
+    if model.is_api_model:
+        return
+    for old, new, attr in (
+        ("base_url", "--llm-base-url", "llm_base_url"),
+        ("api_key", "--llm-api-key", "llm_api_key"),
+    ):
+        value = getattr(model, old)
+        if value is not None and getattr(generation, attr) is None:
+            _deprecated(f"--{old.replace('_', '-')} for the LLM", new)
+            setattr(generation, attr, value)
+            setattr(model, old, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from queryfit.cli.app import err, out
@@ -99,3 +100,18 @@ def print_generation(report: Any) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def print_trained(result: Any) -> None:
+    """The search table (if any), the dev decision, and where the adapter went."""
+    facts = result.adapter.training
+    if facts.search:
+        out.print("search on the dev split (* = chosen):", highlight=False)
+        out.print(facts.search, highlight=False, markup=False)
+    style = "yellow" if result.shipped_identity else "green"
+    out.print(f"[{style}]{escape(result.decision)}[/]", highlight=False)
+    out.print(
+        f"adapter ({result.adapter.type}, {result.adapter.num_parameters:,} parameters) saved to "
+        f"{result.out}; trained in {result.seconds:.1f}s; {result.model_calls} model calls, "
+        f"{result.texts_from_store} texts from the store"
+    )

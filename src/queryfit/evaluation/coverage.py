@@ -25,6 +25,7 @@ import numpy as np
 from queryfit.evaluation.compare import Difference, compare
 
 if TYPE_CHECKING:  # pragma: no cover
+    from queryfit.adapters.record import DataFacts
     from queryfit.data import QADataset
 
 #: Above this many covered passages training records no fingerprints (keeps adapter.json small).
@@ -48,15 +49,6 @@ def covered_fingerprints(dataset: QADataset) -> list[str] | None:
     if len(doc_ids) > MAX_COVERED_PASSAGES:
         return None
     return sorted({passage_fingerprint(dataset.corpus[d]) for d in doc_ids})
-
-
-def coverage_record(dataset: QADataset) -> dict[str, list[str]]:
-    """What training adds to ``adapter.json``'s ``data``: ``{"covered_passages": [...]}``.
-
-    Empty when there are too many covered passages to store (see :data:`MAX_COVERED_PASSAGES`).
-    """
-    fingerprints = covered_fingerprints(dataset)
-    return {} if fingerprints is None else {"covered_passages": fingerprints}
 
 
 def covered_mask(dataset: QADataset, fingerprints: Collection[str]) -> np.ndarray:
@@ -153,15 +145,8 @@ def coverage_breakdown(
     return CoverageBreakdown(n_covered, n_uncovered, groups, _note(n_covered, n_uncovered))
 
 
-def recorded_fingerprints(adapter_config: Mapping[str, Any]) -> list[str] | None:
-    """The fingerprints training stored in ``adapter.json``; ``None`` for adapters without them."""
-    data = adapter_config.get("data")
-    found = data.get("covered_passages") if isinstance(data, Mapping) else None
-    return [str(f) for f in found] if isinstance(found, list) else None
-
-
 def split_by_coverage(
-    adapter_config: Mapping[str, Any],
+    data: DataFacts | None,
     dataset: QADataset,
     base: Mapping[str, np.ndarray],
     adapted: Mapping[str, np.ndarray],
@@ -169,10 +154,10 @@ def split_by_coverage(
     n_resamples: int = 10_000,
     seed: int = 0,
 ) -> CoverageBreakdown | None:
-    """The covered / uncovered breakdown of an evaluation, or ``None`` when the adapter (older, or
-    trained on too many passages) recorded no fingerprints."""
-    fingerprints = recorded_fingerprints(adapter_config)
-    if fingerprints is None:
+    """The covered / uncovered breakdown of an evaluation, or ``None`` when the adapter's
+    training data facts (``adapter.data``) hold no fingerprints (older adapters, imported ones,
+    or training on too many passages)."""
+    if data is None or data.covered_passages is None:
         return None
-    mask = covered_mask(dataset, fingerprints)
+    mask = covered_mask(dataset, data.covered_passages)
     return coverage_breakdown(base, adapted, mask, n_resamples=n_resamples, seed=seed)

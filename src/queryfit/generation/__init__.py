@@ -9,7 +9,8 @@
   and the quality filters.
 """
 
-from queryfit.generation.filters import FilterConfig, FilterReport
+from queryfit.generation.config import GenerateConfig
+from queryfit.generation.filters import FilterConfig, FilterResult
 from queryfit.generation.generators import (
     ChatGenerator,
     HeuristicGenerator,
@@ -20,7 +21,7 @@ from queryfit.generation.generators import (
 )
 from queryfit.generation.journal import Journal
 from queryfit.generation.llm import ChatClient, RequestFailed
-from queryfit.generation.pipeline import GenerateReport, GenerationStats, generate, generate_pairs
+from queryfit.generation.pipeline import GenerateResult, GenerationStats, generate, generate_pairs
 from queryfit.generation.prompt import DEFAULT_TEMPLATE, Prompt, parse_questions
 
 __all__ = [
@@ -28,8 +29,9 @@ __all__ = [
     "ChatClient",
     "ChatGenerator",
     "FilterConfig",
-    "FilterReport",
-    "GenerateReport",
+    "GenerateConfig",
+    "FilterResult",
+    "GenerateResult",
     "GenerationStats",
     "HeuristicGenerator",
     "Journal",

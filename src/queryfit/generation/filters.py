@@ -73,7 +73,7 @@ class FilterConfig:
 
 
 @dataclass
-class FilterReport:
+class FilterResult:
     """How many questions came in, how many each filter removed, how many were kept."""
 
     generated: int = 0
@@ -140,7 +140,7 @@ def jaccard(a: set[str] | frozenset[str], b: set[str] | frozenset[str]) -> float
 def apply_text_filters(
     items: Sequence[tuple[str, str, str]],
     config: FilterConfig,
-    report: FilterReport,
+    result: FilterResult,
 ) -> list[tuple[str, str]]:
     """Filter ``(passage_id, passage_text, question)`` triples; returns kept (pid, question).
 
@@ -152,16 +152,16 @@ def apply_text_filters(
     kept_sets: dict[str, list[set[str]]] = {}  # passage id -> word sets of its kept questions
     passage_tokens: dict[str, list[str]] = {}
     for pid, passage, question in items:
-        report.generated += 1
+        result.generated += 1
         tokens = words(question)
         if len(tokens) < config.min_words:
-            report.drop("too_short", question)
+            result.drop("too_short", question)
             continue
         if len(tokens) > config.max_words:
-            report.drop("too_long", question)
+            result.drop("too_long", question)
             continue
         if config.drop_passage_mentions and _META.search(question):
-            report.drop("mentions_passage", question)
+            result.drop("mentions_passage", question)
             continue
         ptoks = passage_tokens.get(pid)
         if ptoks is None:
@@ -170,11 +170,11 @@ def apply_text_filters(
         if run >= config.max_copied_words or (
             run >= 5 and run / len(tokens) > config.max_copied_fraction
         ):
-            report.drop("leakage", question)
+            result.drop("leakage", question)
             continue
         exact = " ".join(tokens)
         if exact in seen_exact:
-            report.drop("duplicate", question)
+            result.drop("duplicate", question)
             continue
         word_set = set(tokens)
         signature = _content_signature(tokens)
@@ -182,18 +182,18 @@ def apply_text_filters(
         if any(
             jaccard(word_set, other) >= config.near_duplicate_threshold for other in same_passage
         ):
-            report.drop("near_duplicate", question)
+            result.drop("near_duplicate", question)
             continue
         owner = signatures.get(signature) if signature else None
         if owner is not None and owner != pid:
-            report.drop("near_duplicate", question)
+            result.drop("near_duplicate", question)
             continue
         seen_exact.add(exact)
         same_passage.append(word_set)
         if signature:
             signatures.setdefault(signature, pid)
         kept.append((pid, question))
-    report.kept = len(kept)
+    result.kept = len(kept)
     return kept
 
 

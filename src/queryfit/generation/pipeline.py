@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from queryfit import _io
 from queryfit.console import progress_bar
 from queryfit.data import QADataset, save_dataset
 from queryfit.errors import GenerationError
+from queryfit.generation.config import GenerateConfig
 from queryfit.generation.documents import (
     LoadResult,
     Passage,
@@ -35,7 +37,7 @@ from queryfit.generation.documents import (
 )
 from queryfit.generation.filters import (
     FilterConfig,
-    FilterReport,
+    FilterResult,
     apply_text_filters,
     consistency_mask,
 )
@@ -68,7 +70,7 @@ class GenerationStats:
 
 
 @dataclass
-class GenerateReport:
+class GenerateResult:
     """Everything ``generate`` did: inputs read, questions made and kept, where they went."""
 
     dataset: QADataset
@@ -77,7 +79,7 @@ class GenerateReport:
     journal: Path | None
     passages: list[Passage]
     stats: GenerationStats
-    filters: FilterReport
+    filters: FilterResult
     documents: dict[str, Any] | None = None  # from LoadResult.to_dict()
     chunking: dict[str, Any] | None = None
 
@@ -166,7 +168,7 @@ def generate_pairs(
     seed: int = 0,
     progress: bool = True,
     on_passage: Callable[[str], None] | None = None,
-) -> GenerateReport:
+) -> GenerateResult:
     """Generate, filter and assemble pairs for ``passages``; resumes from the journal.
 
     ``journal`` is a path or an open :class:`Journal`; by default it is
@@ -206,17 +208,17 @@ def generate_pairs(
         close = getattr(gen, "close", None)
         if callable(close):
             close()
-    dataset, report = assemble(
+    dataset, filtered = assemble(
         passages, jr, filters, embedder=embedder, store=store, progress=progress
     )
-    return GenerateReport(
+    return GenerateResult(
         dataset=dataset,
         generator=gen.name,
         out=None,
         journal=jr.path,
         passages=list(passages),
         stats=stats,
-        filters=report,
+        filters=filtered,
     )
 
 
@@ -336,13 +338,13 @@ def assemble(
     embedder: Any = None,
     store: Any = None,
     progress: bool = False,
-) -> tuple[QADataset, FilterReport]:
+) -> tuple[QADataset, FilterResult]:
     """Filter the journal's questions for ``passages`` and build the dataset (passage order).
 
     Every passage is in the corpus, with or without questions: the others are the distractors
     that make retrieval realistic.
     """
-    report = FilterReport()
+    filtered = FilterResult()
     items = [
         (p.id, p.text, q)
         for p in passages
@@ -350,18 +352,20 @@ def assemble(
         for q in jr.entries[p.id]["questions"]
         if isinstance(q, str)
     ]
-    kept = apply_text_filters(items, filters, report)
+    kept = apply_text_filters(items, filters, filtered)
     corpus = {p.id: p.text for p in passages}
     if filters.consistency_k is not None and kept:
-        kept = _consistency(kept, corpus, filters.consistency_k, embedder, store, report, progress)
+        kept = _consistency(
+            kept, corpus, filters.consistency_k, embedder, store, filtered, progress
+        )
     queries: dict[str, str] = {}
     relevant: dict[str, list[str]] = {}
     for pid, question in kept:
         qid = question_id(pid, question)
         queries[qid] = question
         relevant[qid] = [pid]
-    report.kept = len(queries)
-    return QADataset(queries=queries, corpus=corpus, relevant_docs=relevant), report
+    filtered.kept = len(queries)
+    return QADataset(queries=queries, corpus=corpus, relevant_docs=relevant), filtered
 
 
 def _consistency(
@@ -370,7 +374,7 @@ def _consistency(
     k: int,
     embedder: Any,
     store: Any,
-    report: FilterReport,
+    filtered: FilterResult,
     progress: bool,
 ) -> list[tuple[str, str]]:
     if k < 1:
@@ -395,7 +399,7 @@ def _consistency(
         if ok:
             out.append(item)
         else:
-            report.drop("inconsistent", item[1])
+            filtered.drop("inconsistent", item[1])
     return out
 
 
@@ -403,128 +407,86 @@ def generate(
     docs: str | Path | Sequence[Passage],
     *,
     out: str | Path | None = None,
-    llm: QuestionGenerator | str | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    prompt: str | Path | Any = None,
-    questions_per_passage: int = 2,
-    concurrency: int | None = None,
-    timeout: float = 60.0,
-    max_retries: int = 5,
-    temperature: float | None = None,
+    config: GenerateConfig | None = None,
     model: Any = None,
-    chunk_tokens: int | None = None,
-    overlap_tokens: int | None = None,
-    filters: FilterConfig | None = None,
     store: Any = None,
     journal: str | Path | None = None,
     passages_out: str | Path | None = None,
-    seed: int = 0,
     progress: bool = True,
-) -> GenerateReport:
+    **settings: Any,
+) -> GenerateResult:
     """Turn a folder of documents into a QA dataset of generated (question, passage) pairs.
 
     Reads ``docs`` (a folder, one file, or already-chunked passages), chunks it to the token
     window of the embedding ``model`` (default: the bundled all-MiniLM-L6-v2; its tokenizer only,
-    the weights are loaded only for the consistency filter), asks ``llm`` for
-    ``questions_per_passage`` questions per passage, filters them, and saves the dataset to
-    ``out`` (LlamaIndex JSON, ``.jsonl`` or a BEIR folder, by its name) when given.
+    the weights are loaded only for the consistency filter), asks the question writer for
+    questions about each passage, filters them, and saves the dataset to ``out`` (LlamaIndex
+    JSON, ``.jsonl`` or a BEIR folder, by its name) when given.
 
-    ``llm``: ``openai:<model>`` (any OpenAI-compatible endpoint at ``base_url``),
-    ``ollama:<model>``, ``smollm2``, ``heuristic``, or None for the offline default.
-    ``api_key`` defaults to ``$QUERYFIT_LLM_API_KEY`` / ``$OPENAI_API_KEY`` and is never saved.
-    Rerunning the same call resumes: passages already in the journal are not asked again.
+    ``config`` is a :class:`~queryfit.generation.config.GenerateConfig`; keyword ``settings``
+    change its fields (``llm="openai:gpt-4o-mini"``, ``questions_per_passage=3``...). Rerunning
+    the same call resumes: passages already in the journal are not asked again.
 
     Example::
 
-        report = generate("./my-docs", out="pairs.json", llm="openai:gpt-4o-mini")
-        print(report.filters.summary())
+        result = generate("./my-docs", out="pairs.json", llm="openai:gpt-4o-mini")
+        print(result.filters.summary())
     """
     from queryfit.embedders import get_embedder
 
-    _check_settings(questions_per_passage, concurrency, overlap_tokens, chunk_tokens)
-    gen = get_generator(
-        llm,
-        base_url=base_url,
-        api_key=api_key,
-        prompt=prompt,
-        concurrency=concurrency or 8,
-        timeout=timeout,
-        max_retries=max_retries,
-        temperature=temperature,
-    )
+    config = GenerateConfig.of(config, **settings)
+    config.validate()
+    gen = config.generator()
     loaded: LoadResult | None = None
     chunking: dict[str, Any] | None = None
     if isinstance(docs, str | Path):
         loaded = load_documents(docs)
         embedder = get_embedder(model)
-        counter = token_counter_for(embedder, chunk_tokens)
-        passages = chunk_documents(loaded.documents, overlap_tokens=overlap_tokens, counter=counter)
+        counter = token_counter_for(embedder, config.chunk_tokens)
+        overlap = config.overlap_tokens
+        passages = chunk_documents(loaded.documents, overlap_tokens=overlap, counter=counter)
         chunking = {
             "tokenizer": counter.name,
             "max_tokens": counter.max_tokens,
-            "overlap_tokens": overlap_tokens
-            if overlap_tokens is not None
+            "overlap_tokens": overlap
+            if overlap is not None
             else default_overlap(counter.max_tokens),
             "passages": len(passages),
         }
     else:
         passages = list(docs)
         embedder = model
-    report = generate_pairs(
+    result = generate_pairs(
         passages,
         gen,
-        questions_per_passage=questions_per_passage,
-        concurrency=concurrency,
+        questions_per_passage=config.questions_per_passage,
+        concurrency=config.concurrency,
         journal=journal,
-        filters=filters,
+        filters=config.filters,
         embedder=embedder,
         store=store,
-        seed=seed,
+        seed=config.seed,
         progress=progress,
     )
-    report.documents = loaded.to_dict() if loaded is not None else None
-    report.chunking = chunking
-    if not report.dataset.queries:
-        failed = report.stats.failed
+    result.documents = loaded.to_dict() if loaded is not None else None
+    result.chunking = chunking
+    if not result.dataset.queries:
+        failed = result.stats.failed
         why = (
-            f"all {failed} passages failed ({_reasons(report.stats.failures)}); rerun to retry"
-            if failed and not report.stats.generated and not report.stats.from_journal
-            else f"no question survived the filters ({report.filters.summary()}); loosen them "
+            f"all {failed} passages failed ({_reasons(result.stats.failures)}); rerun to retry"
+            if failed and not result.stats.generated and not result.stats.from_journal
+            else f"no question survived the filters ({result.filters.summary()}); loosen them "
             "or use a stronger --llm"
         )
         raise GenerationError(
             f"no pairs generated from {docs if loaded else 'the passages'}: {why}"
         )
     if out is not None:
-        save_dataset(report.dataset, out)
-        report.out = Path(out)
+        save_dataset(result.dataset, out)
+        result.out = Path(out)
     if passages_out is not None:
-        write_passages(report.passages, passages_out)
-    return report
-
-
-def _check_settings(
-    questions_per_passage: int,
-    concurrency: int | None,
-    overlap_tokens: int | None,
-    chunk_tokens: int | None,
-) -> None:
-    """Reject impossible settings before any file is read or model loaded."""
-    if questions_per_passage < 1:
-        raise GenerationError(
-            f"--questions-per-passage must be at least 1, not {questions_per_passage}"
-        )
-    if concurrency is not None and concurrency < 1:
-        raise GenerationError(f"--concurrency must be at least 1, not {concurrency}")
-    if overlap_tokens is not None and overlap_tokens < 0:
-        raise GenerationError(f"--overlap-tokens must be 0 or more, not {overlap_tokens}")
-    if chunk_tokens is not None and chunk_tokens < 8:
-        raise GenerationError(f"--chunk-tokens must be at least 8, not {chunk_tokens}")
-    if chunk_tokens is not None and overlap_tokens is not None and overlap_tokens >= chunk_tokens:
-        raise GenerationError(
-            f"--overlap-tokens ({overlap_tokens}) must be below --chunk-tokens ({chunk_tokens})"
-        )
+        write_passages(result.passages, passages_out)
+    return result
 
 
 def _reasons(failures: dict[str, int]) -> str:
@@ -536,16 +498,8 @@ def _reasons(failures: dict[str, int]) -> str:
 def write_passages(passages: Sequence[Passage], path: str | Path) -> Path:
     """Write passages with their source and page as JSONL (``id``, ``text``, ``source``...)."""
     import json
-    import os
-    import tempfile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as fh:
+    with _io.atomic_file(path) as fh:
         for p in passages:
             fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-        tmp = fh.name
-    os.replace(tmp, path)
-    return path
+    return Path(path)

@@ -26,8 +26,7 @@ require("langchain_core", "langchain", "queryfit.integrations.langchain")
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
-from queryfit.adapted import as_adapter  # noqa: E402
-from queryfit.adapters import Adapter, check_fits  # noqa: E402
+from queryfit.adapters import Adapter, as_adapter, check_fits  # noqa: E402
 
 __all__ = ["AdaptedEmbeddings", "QueryfitEmbeddings", "to_langchain"]
 

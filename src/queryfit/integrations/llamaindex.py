@@ -34,8 +34,7 @@ from llama_index.core.bridge.pydantic import PrivateAttr  # noqa: E402
 from llama_index.core.callbacks import CallbackManager  # noqa: E402
 from llama_index.core.constants import DEFAULT_EMBED_BATCH_SIZE  # noqa: E402
 
-from queryfit.adapted import as_adapter  # noqa: E402
-from queryfit.adapters import Adapter, check_fits  # noqa: E402
+from queryfit.adapters import Adapter, as_adapter, check_fits  # noqa: E402
 
 __all__ = [
     "AdaptedEmbeddingModel",

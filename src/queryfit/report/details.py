@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from queryfit.adapters import Adapter
+from queryfit.adapters.record import DataFacts, TrainingFacts
 from queryfit.data import QADataset
 from queryfit.evaluation.retrieval import ranks_of_relevant
 from queryfit.vectors import RetrievalVectors
@@ -43,7 +45,8 @@ class QueryDetails:
     curves: dict[str, dict[str, list[float]]]
     data_fingerprint: str = ""
     data_source: str | None = None
-    adapter_config: dict[str, Any] = field(default_factory=dict)
+    training: TrainingFacts | None = None  # how the adapter was made (adapter.json)
+    data: DataFacts | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +98,7 @@ def query_details(
     base_ranked: np.ndarray,
     adapted_ranked: np.ndarray,
     *,
-    adapter_config: Mapping[str, Any] | None = None,
+    adapter: Adapter | None = None,
     data_source: str | None = None,
     settings: Mapping[str, Any] | None = None,
     max_k: int = CURVE_MAX_K,
@@ -143,6 +146,7 @@ def query_details(
         },
         data_fingerprint=dataset.fingerprint(),
         data_source=data_source,
-        adapter_config=dict(adapter_config or {}),
+        training=adapter.training if adapter else None,
+        data=adapter.data if adapter else None,
         settings=dict(settings or {}),
     )

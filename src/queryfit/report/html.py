@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from queryfit.adapters.record import TrainingFacts
 from queryfit.console import json_default
 from queryfit.errors import QueryfitError
 from queryfit.report.details import TOP_PASSAGES, QueryDetails
@@ -146,7 +147,7 @@ def _headline(report: Any, details: QueryDetails | None) -> str:
         )
     parts.append(f'<p class="lede">{"".join(lede)}</p>')
     if report.adapter.get("type") == "identity":
-        decision = (details.adapter_config.get("decision") if details else None) or ""
+        decision = details.training.decision if details and details.training else ""
         parts.append(
             '<p class="banner" id="identity-note"><b>Identity adapter.</b> Training found no '
             "epoch that beat the base model on its dev split, so it shipped the adapter that "
@@ -324,20 +325,20 @@ def _plots(report: Any, details: QueryDetails | None) -> str:
     parts.append(f'<div class="grid">{"".join(figures)}</div>')
 
     parts.append('<h3 id="training-title">Training</h3>')
-    parts.append(f'<div class="grid">{_training_figures(details.adapter_config)}</div>')
+    parts.append(f'<div class="grid">{_training_figures(details.training)}</div>')
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _training_figures(config: Mapping[str, Any]) -> str:
-    history = [h for h in config.get("history") or [] if isinstance(h, Mapping)]
+def _training_figures(training: TrainingFacts | None) -> str:
+    history = [h for h in training.history if isinstance(h, Mapping)] if training else []
     out = []
     epochs = [h.get("epoch", i) for i, h in enumerate(history)]
     train_loss = [h.get("train_loss") for h in history]
     dev_loss = [h.get("dev_loss") for h in history]
     dev_score = [h.get("dev_score") for h in history]
-    best = config.get("best_epoch")
-    marks = [(best, f"chosen: {best}")] if isinstance(best, int) and best > 0 else []
+    best = training.best_epoch if training else 0
+    marks = [(best, f"chosen: {best}")] if best > 0 else []
     if any(v is not None for v in train_loss + dev_loss):
         series = [Series("train loss", epochs, train_loss, ADAPTED_COLOR, markers=True)]
         if any(v is not None for v in dev_loss):
@@ -366,11 +367,10 @@ def _training_figures(config: Mapping[str, Any]) -> str:
                 "No per-epoch history in this adapter's adapter.json, so no loss curve.",
             )
         )
-    dev = config.get("dev") or {}
-    metric = dev.get("metric") or (config.get("training") or {}).get("select_metric") or "dev"
+    metric = training.dev.metric if training else "dev"
     if any(v is not None for v in dev_score):
         series = [Series(f"dev {metric}", epochs, dev_score, ADAPTED_COLOR, markers=True)]
-        base = dev.get("base")
+        base = training.dev.base if training else None
         if base is None:
             base = next((v for v in dev_score if v is not None), None)
         if base is not None:
@@ -398,71 +398,7 @@ def _training_figures(config: Mapping[str, Any]) -> str:
                 "fig-dev-score", "Trained without a dev split, so there is no dev metric to plot."
             )
         )
-    curve = _learning_curve(config.get("learning_curve"))
-    if curve is not None:
-        pairs, scores, base, name = curve
-        series = [Series(f"adapted {name}", pairs, scores, ADAPTED_COLOR, markers=True)]
-        if base is not None:
-            series.append(Series("base model", pairs, base, BASE_COLOR, dashed=True))
-        svg = line_chart(
-            "learning-curve",
-            series,
-            title="Learning curve",
-            x_label="training pairs",
-            y_label=name,
-            desc="The adapter's score against the number of training pairs it was given.",
-        )
-        out.append(
-            _figure(
-                "fig-learning-curve",
-                svg,
-                "Still rising at the right edge: more pairs are likely to help.",
-            )
-        )
-    else:
-        out.append(
-            _empty_figure(
-                "fig-learning-curve",
-                "No learning curve recorded for this adapter (score against the number of "
-                "training pairs); it appears here when adapter.json holds one.",
-            )
-        )
     return "".join(out)
-
-
-def _learning_curve(
-    raw: Any,
-) -> tuple[list[float], list[float | None], list[float | None] | None, str] | None:
-    """Read ``learning_curve`` from adapter.json: a list of points, or ``{"points": [...]}``.
-
-    Each point names its size (``pairs``, ``train_queries``, ``queries`` or ``n``) and its
-    score (``score``, ``adapted``, ``dev_score`` or ``test_score``), optionally ``base``.
-    """
-    metric = "score"
-    if isinstance(raw, Mapping):
-        metric = str(raw.get("metric") or metric)
-        raw = raw.get("points")
-    if not isinstance(raw, list) or not raw:
-        return None
-    pairs, scores, base = [], [], []
-    for point in raw:
-        if not isinstance(point, Mapping):
-            return None
-        size = next(
-            (point[k] for k in ("pairs", "train_queries", "queries", "n") if k in point), None
-        )
-        score = next(
-            (point[k] for k in ("score", "adapted", "dev_score", "test_score") if k in point), None
-        )
-        if size is None:
-            return None
-        pairs.append(float(size))
-        scores.append(None if score is None else float(score))
-        base.append(None if point.get("base") is None else float(point["base"]))
-        metric = str(point.get("metric") or metric)
-    if all(s is None for s in scores):
-        return None
-    return pairs, scores, base if any(b is not None for b in base) else None, metric
 
 
 def _query_table(details: QueryDetails | None) -> str:
@@ -558,13 +494,10 @@ def _tops(ids: Sequence[str], relevant: set[str], passages: Mapping[str, str]) -
 
 
 def _facts(report: Any, details: QueryDetails | None) -> str:
-    config = details.adapter_config if details else {}
+    facts = details.training if details else None
+    data = details.data if details else None
     settings = details.settings if details else {}
-    training = config.get("training") or {}
-    data = config.get("data") or {}
-    split = config.get("split") or {}
-    embedding = config.get("embedding") or {}
-    dev = config.get("dev") or {}
+    training = facts.config if facts else {}
     rows: list[tuple[str, str]] = []
     rows.append(("base model", f"<code>{escape(str(report.model_id))}</code>"))
     adapter = report.adapter
@@ -588,68 +521,56 @@ def _facts(report: Any, details: QueryDetails | None) -> str:
             )
         )
     if data:
-        pairs = (
-            f"{int(data.get('queries') or 0):,} pairs over "
-            f"{int(data.get('passages') or 0):,} passages"
-        )
-        if split and split.get("cv_folds"):
+        pairs = f"{data.queries:,} pairs over {data.passages:,} passages"
+        split = facts.split if facts else None
+        if split and split.cv_folds:
             pairs += (
-                f" ({int(split['cv_folds'])}-fold cross-validation: "
-                f"{int(split.get('train_queries') or 0):,} to train and "
-                f"{int(split.get('dev_queries') or 0):,} to check per fold, then a refit on all)"
+                f" ({split.cv_folds}-fold cross-validation: {split.train_queries:,} to train and "
+                f"{split.dev_queries:,} to check per fold, then a refit on all)"
             )
-        elif split:
+        elif split and split.dev_queries:
             pairs += (
-                f" ({int(split.get('train_queries') or 0):,} to train, "
-                f"{int(split.get('dev_queries') or 0):,} to choose epochs and gate)"
+                f" ({split.train_queries:,} to train, {split.dev_queries:,} to choose epochs "
+                "and gate)"
             )
-        elif training.get("dev_fraction"):
-            pairs += f" ({100 * float(training['dev_fraction']):.0f}% held out as dev)"
-        rows.append(
-            ("trained on", f"{escape(str(data.get('source') or 'in-memory dataset'))}: {pairs}")
-        )
-        if data.get("fingerprint"):
+        rows.append(("trained on", f"{escape(data.source or 'in-memory dataset')}: {pairs}"))
+        if data.fingerprint:
             same = (
                 " <b class='loss-text'>(same data as the evaluation: these numbers are not "
                 "held-out)</b>"
-                if details is not None and data.get("fingerprint") == details.data_fingerprint
+                if details is not None and data.fingerprint == details.data_fingerprint
                 else ""
             )
             rows.append(
-                (
-                    "training data fingerprint",
-                    f"<code>{escape(str(data['fingerprint']))}</code>{same}",
-                )
+                ("training data fingerprint", f"<code>{escape(data.fingerprint)}</code>{same}")
             )
-    if config:
-        took = _seconds(config.get("train_seconds"))
-        best = config.get("best_epoch")
+    if facts:
+        max_epochs = training.get("max_epochs")
         rows.append(
             (
                 "training",
-                f"{took}"
-                + (f"; chose epoch {best}" if best is not None else "")
-                + (f" of at most {training['max_epochs']}" if training.get("max_epochs") else ""),
+                f"{_seconds(facts.seconds)}; chose epoch {facts.best_epoch}"
+                + (f" of at most {max_epochs}" if max_epochs else ""),
             )
         )
-        if config.get("decision"):
-            rows.append(("decision", escape(str(config["decision"]))))
-        if dev.get("base") is not None and dev.get("adapted") is not None:
+        if facts.decision:
+            rows.append(("decision", escape(facts.decision)))
+        if facts.dev.base is not None and facts.dev.adapted is not None:
             rows.append(
                 (
                     "dev gate",
-                    f"{escape(str(dev.get('metric')))} {float(dev['base']):.4f} (base) &rarr; "
-                    f"{float(dev['adapted']):.4f} (best epoch)",
+                    f"{escape(facts.dev.metric)} {facts.dev.base:.4f} (base) &rarr; "
+                    f"{facts.dev.adapted:.4f} (best epoch)",
                 )
             )
     calls = (
         f"evaluation: {_count(report.model_calls, 'model call')}, "
         f"{_count(report.texts_from_store, 'text')} served from the store"
     )
-    if embedding:
+    if facts:
         calls += (
-            f"; training: {_count(int(embedding.get('model_calls') or 0), 'model call')}, "
-            f"{_count(int(embedding.get('texts_from_store') or 0), 'text')} served from the store"
+            f"; training: {_count(facts.embedding.model_calls, 'model call')}, "
+            f"{_count(facts.embedding.texts_from_store, 'text')} served from the store"
         )
     rows.append(("model calls", calls))
     if settings:

@@ -7,14 +7,14 @@ from typing import Any
 
 from queryfit.errors import TrainingError
 
-ADAPTER_KINDS = ("linear", "low_rank", "residual_mlp", "procrustes")
+ADAPTER_TYPES = ("linear", "low_rank", "residual_mlp", "procrustes")
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a training run; stored in ``adapter.json`` so a run can be repeated."""
 
-    adapter: str = "linear"  # linear | low_rank | residual_mlp | procrustes (closed form)
+    adapter_type: str = "linear"  # linear | low_rank | residual_mlp | procrustes (closed form)
     loss: str = "corpus"  # "corpus": softmax over all passages; "in_batch": MNRL for huge corpora
     scale: float = 20.0  # inverse temperature on cosine similarities
     lr: float = 3e-4
@@ -64,9 +64,10 @@ class TrainConfig:
         for name in ("lr", "scale", "batch_size", "max_epochs"):
             if getattr(self, name) <= 0:
                 raise TrainingError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.adapter not in ADAPTER_KINDS:
+        if self.adapter_type not in ADAPTER_TYPES:
             raise TrainingError(
-                f"unknown adapter type {self.adapter!r}; choose one of: {', '.join(ADAPTER_KINDS)}"
+                f"unknown adapter type {self.adapter_type!r}; choose one of: "
+                f"{', '.join(ADAPTER_TYPES)}"
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise TrainingError(
@@ -93,7 +94,7 @@ def llamaindex_recipe() -> TrainConfig:
     shared passages, AdamW lr 2e-5, batch 10, 4 epochs, data in file order, no dev split.
     """
     return TrainConfig(
-        adapter="linear",
+        adapter_type="linear",
         bias=False,
         loss="in_batch",
         scale=20.0,

@@ -99,7 +99,7 @@ def fit_adapter(
     config = _checked(config, train)
     start = time.perf_counter()
     parts = [dev] if isinstance(dev, RetrievalVectors) else dev
-    if config.adapter == "procrustes":
+    if config.adapter_type == "procrustes":
         return _fit_procrustes(train, config, parts, refit_on, start)
     if not parts:
         epochs = config.epochs if config.epochs is not None else config.max_epochs
@@ -139,7 +139,7 @@ def fit_adapter_cv(
 
     config = _checked(config, vectors)
     folds = folds or config.cv_folds
-    if config.adapter == "procrustes":
+    if config.adapter_type == "procrustes":
         raise TrainingError("procrustes is closed-form: use fit_adapter with a dev split")
     start = time.perf_counter()
     runs = []
@@ -278,7 +278,7 @@ class _Run:
         self.config = config
         self.generator = torch.Generator().manual_seed(config.seed)
         self.module = build_module(
-            config.adapter,
+            config.adapter_type,
             data.dim,
             bias=config.bias,
             hidden_dim=config.hidden_dim,
@@ -437,7 +437,11 @@ def _to_adapter(
     params = {
         name: value.detach().cpu().numpy().copy() for name, value in module.named_parameters()
     }
-    return Adapter(kind=config.adapter, params=blend_params(config.adapter, params, alpha), dim=dim)
+    return Adapter(
+        type=config.adapter_type,
+        params=blend_params(config.adapter_type, params, alpha),
+        dim=dim,
+    )
 
 
 def procrustes_weight(data: RetrievalVectors) -> np.ndarray:
@@ -468,7 +472,7 @@ def _fit_procrustes(
     weight = procrustes_weight(train)
     if not dev:
         params = blend_params("linear", {"weight": weight}, max(config.blend_grid))
-        adapter = Adapter(kind="linear", params=params, dim=train.dim)
+        adapter = Adapter(type="linear", params=params, dim=train.dim)
         return FitResult(
             adapter,
             [],
@@ -514,7 +518,7 @@ def _fit_procrustes(
         weight = procrustes_weight(refit_on)
     params = blend_params("linear", {"weight": weight}, alpha)
     return FitResult(
-        Adapter(kind="linear", params=params, dim=train.dim),
+        Adapter(type="linear", params=params, dim=train.dim),
         [],
         0,
         identity,
