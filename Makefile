@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0  # the CPU wheel; the package itself accepts any 2.x
 	$(BIN)/pip install --quiet -e ".[train,test]"
 	touch $(STAMP)
 

@@ -57,7 +57,7 @@ def test_llamaindex_reads_our_file(tmp_path: Path) -> None:
         )
     ds = small()
     out = tmp_path / "ours.json"
-    ds.to_llamaindex_json(out)
+    save_dataset(ds, out, "llamaindex")
     theirs = EmbeddingQAFinetuneDataset.from_json(str(out))
     assert theirs.queries == ds.queries
     assert theirs.corpus == ds.corpus
@@ -70,7 +70,7 @@ def test_llamaindex_without_mode_defaults_to_text(tmp_path: Path) -> None:
         tmp_path / "old.json",
         '{"queries": {"a": "q?"}, "corpus": {"x": "p"}, "relevant_docs": {"a": ["x"]}}',
     )
-    ds = QADataset.from_llamaindex_json(path)
+    ds = load_dataset(path, "llamaindex")
     assert ds.mode == "text"
     assert ds == QADataset({"a": "q?"}, {"x": "p"}, {"a": ["x"]})
 
@@ -83,7 +83,7 @@ def test_real_lyft_file_loads_and_round_trips(tmp_path: Path) -> None:
     assert "mode" not in json.loads(LYFT.read_text(encoding="utf-8"))
     assert ds.mode == "text"
     out = tmp_path / "lyft.json"
-    ds.to_llamaindex_json(out)
+    save_dataset(ds, out, "llamaindex")
     again = load_dataset(out)
     assert again == ds
     assert again.fingerprint() == ds.fingerprint()

@@ -19,7 +19,7 @@ from queryfit.embedders import (
     register_provider,
 )
 from queryfit.embedders import registry as registry_module
-from queryfit.embedders.registry import default_model_path
+from queryfit.embedders.bundled import default_model_path
 from queryfit.embedders.sentence_transformers import SentenceTransformerEmbedder
 from queryfit.errors import EmbedderError
 

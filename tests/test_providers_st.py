@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from queryfit.embedders import get_embedder
-from queryfit.embedders.registry import default_model_path
+from queryfit.embedders.bundled import default_model_path
 from queryfit.embedders.sentence_transformers import SentenceTransformerEmbedder, model_prompts
 from queryfit.errors import EmbedderError
 

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from queryfit.errors import AdapterError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from queryfit.adapters.base import Adapter
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -105,7 +102,21 @@ class TrainingFacts:
     embedding: EmbeddingCost = field(default_factory=EmbeddingCost)
 
 
-def to_json(adapter: Adapter, queryfit_version: str) -> dict[str, Any]:
+class AdapterLike(Protocol):
+    """What :func:`to_json` reads of an :class:`~queryfit.adapters.Adapter`."""
+
+    type: str
+    dim: int
+    num_parameters: int
+    base_model: BaseModel
+    similarity: str
+    normalize: bool
+    training: TrainingFacts | None
+    data: DataFacts | None
+    imported_from: dict[str, Any] | None
+
+
+def to_json(adapter: AdapterLike, queryfit_version: str) -> dict[str, Any]:
     """The ``adapter.json`` object (current format) describing ``adapter``."""
     out: dict[str, Any] = {
         "format_version": FORMAT_VERSION,

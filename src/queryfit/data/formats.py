@@ -170,6 +170,21 @@ def _load_llamaindex(path: Path) -> QADataset:
     )
 
 
+def _save_llamaindex(ds: QADataset, path: Path) -> None:
+    """Write exactly the bytes ``EmbeddingQAFinetuneDataset.save_json`` writes.
+
+    That is ``json.dump(model_dump(), f, indent=4)``: ASCII-escaped, 4-space indent, key
+    order queries/corpus/relevant_docs/mode, no trailing newline.
+    """
+    data = {
+        "queries": ds.queries,
+        "corpus": ds.corpus,
+        "relevant_docs": ds.relevant_docs,
+        "mode": ds.mode,
+    }
+    write_file(path, json.dumps(data, indent=4).encode("ascii"))
+
+
 # --------------------------------------------------------------------------------------------
 # JSONL pairs
 # --------------------------------------------------------------------------------------------
@@ -534,7 +549,7 @@ def save_dataset(
         fmt = _detect_format(path, for_saving=True)
     ds.validate()
     if fmt == "llamaindex":
-        ds.to_llamaindex_json(path)
+        _save_llamaindex(ds, path)
     elif fmt == "jsonl":
         _save_jsonl(ds, path)
     else:

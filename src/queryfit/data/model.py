@@ -15,7 +15,6 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from queryfit.errors import DatasetError
@@ -164,26 +163,3 @@ class QADataset:
                     "keep at least one relevant passage of every kept query in corpus_ids",
                 )
         return QADataset(queries=queries, corpus=corpus, relevant_docs=relevant, mode=self.mode)
-
-    def to_llamaindex_json(self, path: str | Path) -> None:
-        """Write exactly the bytes ``EmbeddingQAFinetuneDataset.save_json`` writes.
-
-        That is ``json.dump(model_dump(), f, indent=4)``: ASCII-escaped, 4-space indent, key
-        order queries/corpus/relevant_docs/mode, no trailing newline.
-        """
-        data = {
-            "queries": self.queries,
-            "corpus": self.corpus,
-            "relevant_docs": self.relevant_docs,
-            "mode": self.mode,
-        }
-        from queryfit.data.formats import write_file
-
-        write_file(Path(path), json.dumps(data, indent=4).encode("ascii"))
-
-    @classmethod
-    def from_llamaindex_json(cls, path: str | Path) -> QADataset:
-        """Read a LlamaIndex QA JSON file (``mode`` optional, as older versions omit it)."""
-        from queryfit.data.formats import load_dataset
-
-        return load_dataset(path, "llamaindex")

@@ -6,12 +6,11 @@ Importing this package is cheap: no model library is imported until a model is f
 from __future__ import annotations
 
 from queryfit.embedders.base import BaseEmbedder, CallableEmbedder, Embedder, Kind
+from queryfit.embedders.bundled import DEFAULT_MODEL, default_model_path
 from queryfit.embedders.cohere import CohereEmbedder
 from queryfit.embedders.frameworks import LangChainEmbedder, LlamaIndexEmbedder
 from queryfit.embedders.openai_compatible import AzureOpenAIEmbedder, OpenAIEmbedder
 from queryfit.embedders.registry import (
-    DEFAULT_MODEL,
-    default_model_path,
     get_embedder,
     known_providers,
     register_provider,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from queryfit.embedders.base import BaseEmbedder, Kind
-from queryfit.embedders.registry import (
+from queryfit.embedders.bundled import (
     BUNDLED_MODEL_ALIASES,
     BUNDLED_MODEL_NAME,
     default_model_path,
