@@ -203,7 +203,7 @@ def cli(*args: str, cwd: Path, **popen) -> subprocess.Popen:
 def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
     write_docs(tmp_path / "docs", 30)
     with ChatServer(latency=0.15) as srv:
-        args = ["generate", "--docs", "docs", "--llm", "openai:m", "--base-url", srv.base_url]
+        args = ["generate", "--docs", "docs", "--llm", "openai:m", "--llm-base-url", srv.base_url]
         args += ["--concurrency", "2", "--quiet", "--journal", "journal.jsonl"]
         proc = cli(*args, "--out", "pairs.json", cwd=tmp_path)
         journal = tmp_path / "journal.jsonl"
@@ -240,8 +240,8 @@ def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
             tmp_path / "docs",
             out=tmp_path / "clean.json",
             llm="openai:m",
-            base_url=srv.base_url,
-            api_key=KEY,
+            llm_base_url=srv.base_url,
+            llm_api_key=KEY,
             journal=tmp_path / "clean.jsonl",
             progress=False,
         )
@@ -261,7 +261,7 @@ def test_cli_shows_failures_and_rejected_keys_as_one_line(tmp_path, monkeypatch)
     monkeypatch.setenv("QUERYFIT_LLM_API_KEY", KEY)
     with ChatServer() as srv:
         srv.script(["500"] * 2)  # the first passage fails both its tries
-        base = ["generate", "--docs", "docs", "--llm", "openai:m", "--base-url", srv.base_url]
+        base = ["generate", "--docs", "docs", "--llm", "openai:m", "--llm-base-url", srv.base_url]
         args = [*base, "--out", "p.json", "--max-retries", "1", "--concurrency", "1"]
         done = CliRunner().invoke(app, args)
         assert done.exit_code == 0, done.output

@@ -19,12 +19,21 @@ from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
 from queryfit.adapters.record import BaseModel, DataFacts, EmbeddingCost
 from queryfit.data import QADataset, load_dataset
 from queryfit.embedders import Embedder, get_embedder
-from queryfit.errors import TrainingError
-from queryfit.evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
+from queryfit.errors import AdapterError, EvaluationError, TrainingError
+from queryfit.evaluation import (
+    DEFAULT_METRICS,
+    Difference,
+    compare,
+    evaluate_retrieval,
+    required_depth,
+)
+from queryfit.evaluation.compare import check_bootstrap_settings
 from queryfit.evaluation.coverage import (
     CoverageBreakdown,
     covered_fingerprints,
+    query_fingerprints,
     split_by_coverage,
+    training_overlap,
 )
 from queryfit.generation.pipeline import generate  # noqa: F401  (the API's generate)
 from queryfit.report.details import QueryDetails, query_details, relevant_rows
@@ -140,11 +149,56 @@ class EvaluationResult:
     report_path: str | None = None
     # Covered vs uncovered test queries, when adapter.json records the training passages.
     coverage: CoverageBreakdown | None = field(default=None, repr=False)
+    # Test queries that were training queries (None: the adapter does not record them).
+    training_overlap: int | None = None
 
     @property
     def verdict(self) -> str:
         """One line on the headline metric: ``+2.1 ndcg@10, 95% CI [+0.8, +3.4]: significant``."""
-        return next(d for d in self.differences if d.metric == self.headline).verdict()
+        return self._headline().verdict()
+
+    def _headline(self) -> Difference:
+        return next(d for d in self.differences if d.metric == self.headline)
+
+    @property
+    def overlap_warning(self) -> str | None:
+        """Why these figures are not held-out, when test queries were training queries."""
+        if not self.training_overlap:
+            return None
+        share = self.training_overlap / max(1, self.queries)
+        return (
+            f"{self.training_overlap} of the {self.queries} test queries ({share:.0%}) are "
+            "questions the adapter was trained on: these figures measure memory, not new "
+            "questions; evaluate on held-out questions (queryfit run holds some out for you)"
+        )
+
+    @property
+    def deploy(self) -> bool:
+        """Whether the evidence says to use the adapter: a significant gain on held-out queries."""
+        head = self._headline()
+        return head.low > 0 and self.adapter.get("type") != "identity" and not self.training_overlap
+
+    @property
+    def advice(self) -> str:
+        """One plain sentence: deploy the adapter, or keep the base model, and why."""
+        head = self._headline()
+        if self.adapter.get("type") == "identity":
+            return (
+                "keep the base model: training shipped the identity adapter (no gain beyond the "
+                "noise on its dev split), so there is nothing to deploy"
+            )
+        if self.training_overlap:
+            return "no advice: the test queries overlap the training queries (see the warning)"
+        if self.deploy:
+            return f"deploy the adapter: {self.headline} gains beyond the noise on these queries"
+        if head.high < 0:
+            return f"keep the base model: the adapter makes {self.headline} worse on these queries"
+        if head.delta <= 0:
+            return f"keep the base model: the adapter does not improve {self.headline} here"
+        return (
+            f"keep the base model for now: the {self.headline} gain is within the noise; "
+            "evaluate on more held-out queries before deploying"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -155,6 +209,9 @@ class EvaluationResult:
         out["differences"] = [d.__dict__ | {"significant": d.significant} for d in self.differences]
         out["coverage"] = self.coverage.to_dict() if self.coverage is not None else None
         out["verdict"] = self.verdict
+        out["deploy"] = self.deploy
+        out["advice"] = self.advice
+        out["overlap_warning"] = self.overlap_warning
         return out
 
 
@@ -219,6 +276,7 @@ def data_facts(dataset: QADataset, source: DatasetLike) -> DataFacts:
         queries=len(dataset.queries),
         passages=len(dataset.corpus),
         covered_passages=covered_fingerprints(dataset),
+        query_fingerprints=query_fingerprints(dataset),
     )
 
 
@@ -273,6 +331,8 @@ def train(
 
     config = config or TrainConfig()
     check_settings(config, split_by, dev_fraction)  # fail before minutes of embedding
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise AdapterError(f"--out {out} is a file; an adapter is a folder: pass a folder path")
     dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
     _check_size(dataset)
     cost = _Cost(store)
@@ -346,14 +406,23 @@ def evaluate(
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
         details = True
+    check_bootstrap_settings(n_resamples, 0.95)
+    if headline not in metrics:
+        metrics = (*metrics, headline)
+    required_depth(metrics)  # every metric name parses
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
+    dataset = _as_dataset(data)
+    if len(dataset.queries) < 2:
+        raise EvaluationError(
+            f"{len(dataset.queries)} test query: an evaluation needs at least 2 to put an interval "
+            "on the difference (a few hundred give a useful one); add held-out questions"
+        )
     embedder = embedder_for(adapter, model)
     if not force:
         check_fits(adapter, embedder.model_id, embedder.dim)
-    if headline not in metrics:
-        metrics = (*metrics, headline)
-    dataset, store = _as_dataset(data), _as_store(store)
+    overlap = training_overlap(adapter.data, dataset)
+    store = _as_store(store)
     cost = _Cost(store)
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
     # With details, the same search also gives each relevant passage's exact rank.
@@ -377,6 +446,7 @@ def evaluate(
         headline=headline,
         **cost.spent(),
         per_query={"base": base.metrics, "adapted": adapted.metrics},
+        training_overlap=overlap,
         coverage=split_by_coverage(
             adapter.data,
             dataset,
@@ -386,6 +456,8 @@ def evaluate(
             seed=seed,
         ),
     )
+    if result.overlap_warning:
+        warnings.warn(result.overlap_warning, stacklevel=2)
     if details:
         result.details = query_details(
             dataset,

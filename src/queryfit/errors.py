@@ -6,6 +6,8 @@ line and exits with code 2. Anything else escaping is a bug in queryfit, not in 
 
 from __future__ import annotations
 
+import importlib
+
 
 class QueryfitError(Exception):
     """Base class for every error caused by user input or environment, not by a queryfit bug."""
@@ -33,3 +35,26 @@ class TrainingError(QueryfitError):
 
 class GenerationError(QueryfitError):
     """Questions cannot be generated: bad LLM settings or prompt, or an unreachable endpoint."""
+
+
+class EvaluationError(QueryfitError, ValueError):
+    """An evaluation cannot be computed with the given data or settings (e.g. one query)."""
+
+
+class MissingExtraError(QueryfitError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Import ``module`` or raise MissingExtraError naming ``pip install 'queryfit[extra]'``.
+
+    ``what`` says what needs it ("training an adapter"). Heavy libraries are imported only by
+    the stages that use them, so a plain ``pip install queryfit`` applies adapters without them.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{what} needs {module.split('.')[0].replace('_', '-')}; install it with "
+            f"`pip install 'queryfit[{extra}]'`"
+        ) from exc

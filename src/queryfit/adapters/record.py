@@ -55,9 +55,10 @@ class DataFacts:
     source: str | None = None  # the file or folder given; None for an in-memory dataset
     queries: int = 0
     passages: int = 0
-    # 16-hex sha256 prefixes of the passages training pairs point to (evaluation/coverage.py);
-    # None when there were too many to record.
+    # 16-hex sha256 prefixes of the passages training pairs point to, and of the training
+    # questions (evaluation/coverage.py); None when there were too many to record.
     covered_passages: list[str] | None = None
+    query_fingerprints: list[str] | None = None
 
 
 @dataclass

@@ -28,10 +28,33 @@ app = typer.Typer(
     help="Make any embedding model retrieve better on your documents, without re-embedding them.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",
+    # Plain help: every word of it shows (markup ate "<name>" and "[default: <out>/...]"), and
+    # flags carry no "<bool>" metavar.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Piped output is read by programs and logs: long lines stay whole instead of wrapping at 80.
+out = Console(soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+
+
+def _version(value: bool) -> None:
+    if value:
+        from queryfit import __version__
+
+        out.print(f"queryfit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Make any embedding model retrieve better on your documents, without re-embedding them."""
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

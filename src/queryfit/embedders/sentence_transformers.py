@@ -42,11 +42,12 @@ def ensure_offline() -> None:
 
 
 def _require_package() -> None:
-    if importlib.util.find_spec("sentence_transformers") is None:
-        raise EmbedderError(
-            f"the {PROVIDER} provider needs the sentence-transformers package; "
-            f"install it with `{_INSTALL_HINT}`"
-        )
+    for module in ("torch", "sentence_transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise EmbedderError(
+                f"the {PROVIDER} provider needs {module.replace('_', '-')}, which is not "
+                f"installed; install it with `{_INSTALL_HINT}`"
+            )
 
 
 def _looks_like_path(name: str) -> bool:

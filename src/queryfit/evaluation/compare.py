@@ -34,9 +34,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from queryfit.errors import EvaluationError
+
 # Elements of the [batch, n_queries] resample matrix scipy builds at once (~8 MB of float64):
 # smaller batches measured faster than one huge matrix, and memory stays flat for 100k queries.
 _BATCH_ELEMENTS = 1_000_000
+#: More resamples than this only cost time: the interval's ends are stable to 0.01 points long
+#: before.
+MAX_RESAMPLES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -92,19 +97,27 @@ def _differences(base: np.ndarray, adapted: np.ndarray) -> np.ndarray:
             "both systems must be scored on the same queries in the same order"
         )
     if b.size < 2:
-        raise ValueError(f"need at least 2 queries to estimate uncertainty, got {b.size}")
+        raise EvaluationError(
+            f"need at least 2 queries to estimate uncertainty, got {b.size}; evaluate on a test "
+            "set of several queries (a few hundred give a useful interval)"
+        )
     if not (np.isfinite(b).all() and np.isfinite(a).all()):
         raise ValueError("per-query scores contain NaN or infinite values")
     return a - b
 
 
-def _check_settings(n_resamples: int, confidence: float) -> None:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)):
-        raise ValueError(f"n_resamples must be an int, got {n_resamples!r}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+def check_bootstrap_settings(n_resamples: int, confidence: float) -> None:
+    if (
+        isinstance(n_resamples, bool)
+        or not isinstance(n_resamples, (int, np.integer))
+        or not 1 <= n_resamples <= MAX_RESAMPLES
+    ):
+        raise EvaluationError(
+            f"n_resamples (--resamples) must be a whole number from 1 to {MAX_RESAMPLES:,}, "
+            f"not {n_resamples!r} (10,000 is the usual choice)"
+        )
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence}")
+        raise EvaluationError(f"confidence must be strictly between 0 and 1, got {confidence}")
 
 
 def _rng_kwargs(func: Any, seed: int) -> dict[str, Any]:
@@ -159,7 +172,7 @@ def paired_bootstrap(
 
     Returns ``(delta, low, high)``. Deterministic for a given ``seed``.
     """
-    _check_settings(n_resamples, confidence)
+    check_bootstrap_settings(n_resamples, confidence)
     diff = _differences(base, adapted)
     low, high = _interval(diff, n_resamples, confidence, seed)
     return float(diff.mean()), low, high
@@ -178,7 +191,7 @@ def compare(
     ``base`` and ``adapted`` map metric name to per-query scores (as from
     :func:`per_query_metrics`) over the same queries in the same order.
     """
-    _check_settings(n_resamples, confidence)
+    check_bootstrap_settings(n_resamples, confidence)
     missing = [m for m in base if m not in adapted] + [m for m in adapted if m not in base]
     if missing:
         raise ValueError(f"metrics present for only one system: {missing}")

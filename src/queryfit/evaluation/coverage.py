@@ -51,6 +51,29 @@ def covered_fingerprints(dataset: QADataset) -> list[str] | None:
     return sorted({passage_fingerprint(dataset.corpus[d]) for d in doc_ids})
 
 
+def query_fingerprints(dataset: QADataset) -> list[str] | None:
+    """Sorted fingerprints of the dataset's question texts (to tell training questions from new
+    ones at evaluation); ``None`` above :data:`MAX_COVERED_PASSAGES` questions."""
+    if len(dataset.queries) > MAX_COVERED_PASSAGES:
+        return None
+    return sorted({passage_fingerprint(text) for text in dataset.queries.values()})
+
+
+def training_overlap(data: DataFacts | None, dataset: QADataset) -> int | None:
+    """How many of ``dataset``'s questions the adapter was trained on (``None``: not recorded).
+
+    An evaluation on those measures memory, not retrieval of new questions.
+    """
+    if data is None:
+        return None
+    if data.fingerprint is not None and data.fingerprint == dataset.fingerprint():
+        return len(dataset.queries)
+    if data.query_fingerprints is None:
+        return None
+    known = set(data.query_fingerprints)
+    return sum(passage_fingerprint(text) in known for text in dataset.queries.values())
+
+
 def covered_mask(dataset: QADataset, fingerprints: Collection[str]) -> np.ndarray:
     """Per query (in ``dataset.queries`` order): are all its relevant passages fingerprinted?"""
     known = set(fingerprints)

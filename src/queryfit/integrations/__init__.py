@@ -12,24 +12,11 @@ from typing import Any
 import numpy as np
 
 from queryfit.adapters import Adapter, check_fits
-from queryfit.errors import QueryfitError
+from queryfit.errors import MissingExtraError, require_extra
 
-
-class MissingExtraError(QueryfitError, ImportError):
-    """An integration's framework is not installed; the message names the extra to install."""
-
-
-def require(module: str, extra: str, what: str) -> None:
-    """Import ``module`` or raise MissingExtraError saying which extra brings it."""
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{what} needs {module.split('.')[0].replace('_', '-')}; install it with "
-            f"`pip install 'queryfit[{extra}]'`"
-        ) from exc
+# The framework modules ask for their framework through these names.
+require = require_extra
+__all__ = ["MissingExtraError", "adapt_query", "require"]
 
 
 def adapt_query(adapter: Adapter, vector: Any, *, check: bool) -> list[float]:

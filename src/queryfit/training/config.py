@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from queryfit.errors import TrainingError
+from queryfit.evaluation.metrics import parse_metric
 
 ADAPTER_TYPES = ("linear", "low_rank", "residual_mlp", "procrustes")
 
@@ -57,34 +59,84 @@ class TrainConfig:
         return out
 
     def validate(self) -> None:
-        if self.loss not in ("corpus", "in_batch"):
-            raise TrainingError(f"unknown loss {self.loss!r}; choose corpus or in_batch")
-        if self.optimizer not in ("adam", "adamw"):
-            raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose adam or adamw")
-        for name in ("lr", "scale", "batch_size", "max_epochs"):
-            if getattr(self, name) <= 0:
-                raise TrainingError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.adapter_type not in ADAPTER_TYPES:
-            raise TrainingError(
-                f"unknown adapter type {self.adapter_type!r}; choose one of: "
-                f"{', '.join(ADAPTER_TYPES)}"
+        """Reject a setting that cannot train before any work is done, naming the setting, its
+        command-line flag and the range it must lie in."""
+        choices = {
+            "loss": ("corpus", "in_batch"),
+            "optimizer": ("adam", "adamw"),
+            "adapter_type": ADAPTER_TYPES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                _bad(name, getattr(self, name), f"one of {', '.join(allowed)}")
+        for name, (low, high, low_open) in _NUMBER_RANGES.items():
+            value = getattr(self, name)
+            if value is None and name in ("epochs", "hidden_dim"):
+                continue
+            integral = name in _INTEGERS
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and (not integral or float(value).is_integer())
+                and math.isfinite(value)
+                and (value > low if low_open else value >= low)
+                and value <= high
             )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise TrainingError(
-                f"label_smoothing (--label-smoothing) must be in [0, 1), got {self.label_smoothing}"
-            )
-        if self.gate_z < 0:
-            raise TrainingError(f"gate_z must be >= 0 (0: any dev gain ships), got {self.gate_z}")
-        if self.cv_folds < 0:
-            raise TrainingError(
-                f"cv_folds (--cv-folds) must be >= 0 (0: one dev split), got {self.cv_folds}"
-            )
-        if self.hard_negatives < 0:
-            raise TrainingError(f"hard_negatives must be >= 0, got {self.hard_negatives}")
-        if not self.blend_grid or any(not 0.0 < a <= 1.0 for a in self.blend_grid):
-            raise TrainingError(f"blend_grid values must lie in (0, 1], got {self.blend_grid}")
-        if self.epochs is not None and self.epochs < 0:
-            raise TrainingError(f"epochs must be >= 0, got {self.epochs}")
+            if not ok:
+                kind = "a whole number" if integral else "a number"
+                side = f"above {low:g}" if low_open else f"at least {low:g}"
+                _bad(name, value, f"{kind} {side} and at most {high:g}")
+        if self.cv_folds == 1:
+            _bad("cv_folds", 1, "0 (one dev split) or at least 2 folds")
+        if not self.blend_grid or any(
+            not (math.isfinite(a) and 0.0 < a <= 1.0) for a in self.blend_grid
+        ):
+            _bad("blend_grid", self.blend_grid, "values in (0, 1]")
+        try:
+            parse_metric(self.select_metric)
+        except ValueError as exc:
+            raise TrainingError(f"select_metric: {exc}") from None
+
+
+# Allowed values of the numeric settings: (low, high, low excluded). Wide enough for any sensible
+# run, narrow enough that NaN, 1e30 or a billion epochs fail at once instead of after hours.
+_NUMBER_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 10.0, True),
+    "scale": (0.0, 1000.0, True),
+    "weight_decay": (0.0, 100.0, False),
+    "identity_penalty": (0.0, 1e6, False),
+    "label_smoothing": (0.0, 0.999, False),
+    "batch_size": (1, 1_000_000, False),
+    "max_epochs": (1, 10_000, False),
+    "epochs": (0, 10_000, False),
+    "patience": (1, 10_000, False),
+    "min_improvement": (-1.0, 1.0, False),
+    "gate_z": (0.0, 100.0, False),
+    "hidden_dim": (1, 100_000, False),
+    "rank": (1, 100_000, False),
+    "cv_folds": (0, 100, False),
+    "cv_max_queries": (0, 10**9, False),
+    "hard_negatives": (0, 10_000, False),
+    "duplicate_threshold": (0.0, 1.0, True),
+    "seed": (0, 2**32 - 1, False),
+}
+_INTEGERS = {
+    "batch_size",
+    "max_epochs",
+    "epochs",
+    "patience",
+    "hidden_dim",
+    "rank",
+    "cv_folds",
+    "cv_max_queries",
+    "hard_negatives",
+    "seed",
+}
+
+
+def _bad(name: str, value: Any, want: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    raise TrainingError(f"{name} ({flag}) must be {want}, not {value!r}")
 
 
 def llamaindex_recipe() -> TrainConfig:

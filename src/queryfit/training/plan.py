@@ -22,7 +22,7 @@ from typing import Any
 from queryfit.adapters import Adapter
 from queryfit.adapters.record import DevScores, SplitFacts, TrainingFacts
 from queryfit.data import QADataset, split_dataset
-from queryfit.errors import TrainingError
+from queryfit.errors import TrainingError, require_extra
 from queryfit.training.config import TrainConfig
 from queryfit.vectors import RetrievalVectors, restrict
 
@@ -79,9 +79,10 @@ def train_adapter(
     ``dataset`` (the one ``vectors`` were embedded from) is needed only for
     ``split_by="query"`` or ``"passage"``, which split the dataset leak-free.
     """
+    check_settings(config, split_by, dev_fraction)
+    require_extra("torch", "train", "training an adapter")
     from queryfit.training.trainer import fit_adapter, fit_adapter_cv  # torch from here on
 
-    check_settings(config, split_by, dev_fraction)
     n = len(vectors.queries)
     cross_validate = uses_cross_validation(config, n, split_by, dev_fraction)
     train, dev, split = vectors, None, SplitFacts(train_queries=n)
