@@ -20,7 +20,7 @@ from queryfit.embedders.voyage import VoyageEmbedder
 from queryfit.errors import EmbedderError, QueryfitError
 from queryfit.store import EmbeddingStore
 
-FAST = {"retry_base_delay": 0.01}
+FAST = {"backoff_base": 0.01}
 SECRET = "sk-test-very-secret-0123456789"
 
 
@@ -180,7 +180,7 @@ def test_retries_429_500_and_malformed_json(server: EmbeddingsServer) -> None:
 def test_retry_after_is_honoured(server: EmbeddingsServer) -> None:
     server.state.retry_after = "1"
     server.script(["429"])
-    emb = openai(server, dim=32, retry_base_delay=0.0)
+    emb = openai(server, dim=32, backoff_base=0.0)
     start = time.perf_counter()
     emb.embed_documents(["a"])
     assert time.perf_counter() - start >= 0.9

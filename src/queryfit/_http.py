@@ -1,0 +1,500 @@
+"""The one HTTP layer for every outbound call: embedding providers and the LLM client alike.
+
+A paid or rate-limited API is only pleasant to use when a few things are done the same way
+everywhere, so they live here once, on top of ``httpx``:
+
+* one **pooled, thread-safe** ``httpx.Client`` per user object, opened on first use;
+* a **per-request timeout** (the connect phase capped at 10 s, so a dead host fails quickly);
+* **retries** with exponential backoff and full jitter on retryable statuses
+  (:data:`RETRY_STATUSES`), timeouts, dropped connections and answers the caller cannot parse; a
+  refused connection gets fewer retries (:data:`CONNECT_RETRIES`): a server that is down
+  stays down a while;
+* the server's own pace: ``Retry-After`` (seconds or an HTTP date) and ``retry-after-ms``, up to
+  ``max_retry_wait``; a server that asks for longer fails the request at once, saying so;
+* **cancellation**: :meth:`HTTPClient.close` stops the retries of requests still in flight;
+* **stats** (requests, retries, rate_limited, waited_seconds) kept under a lock, and an
+  ``on_wait(reason, seconds)`` hook so a progress bar can show waits as they happen;
+* **secret masking**: :func:`mask_secrets` is applied to every message, exception, log line and
+  server-error excerpt that leaves this module. A proxy that answers 401 may echo the request's
+  ``Authorization`` header in its body; that text reaches the user only with the key replaced.
+
+Callers keep their own words: the layer raises :class:`RequestFailed` (gave up) and
+:class:`HTTPStatusError` (a status retrying cannot fix) and each caller turns them into its own
+one-line :class:`~queryfit.errors.QueryfitError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+log = logging.getLogger("queryfit.http")
+
+#: HTTP statuses worth another try: rate limits, timeouts at a proxy, and server trouble.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+#: Retries after a refused connection (a server that is down stays down for a while).
+CONNECT_RETRIES = 2
+#: What a secret is replaced with.
+MASK = "***"
+#: Secrets at least this long are masked wherever they appear; shorter ones (test keys such as
+#: ``"k"``) only as a whole word, so that masking them does not garble every message.
+_MIN_ANYWHERE = 8
+#: Request headers whose values are credentials, whatever the provider calls them.
+_SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret|cookie|password", re.I)
+#: Environment variables whose values are credentials (LiteLLM reads its keys from these).
+_SECRET_ENV = re.compile(r"(API_?KEY|_KEY|TOKEN|SECRET|PASSWORD)$", re.I)
+#: Characters of the server's own error message shown to the user.
+EXCERPT_CHARS = 200
+
+#: ``on_wait(reason, seconds)``: called before each pause between tries.
+WaitHook = Callable[[str, float], None]
+T = TypeVar("T")
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret (and its URL- and JSON-escaped forms) replaced by ``***``.
+
+    The one masking helper: every text that may carry something a server echoed goes through it
+    before it is shown, raised, logged or written. Mask *before* shortening a text, or half a key
+    could survive the cut.
+    """
+    text = str(text)
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret or not isinstance(secret, str):
+            continue
+        for s in {secret, secret.strip()}:
+            if s:
+                forms.update({s, quote(s, safe=""), json.dumps(s)[1:-1]})
+    for form in sorted(forms, key=len, reverse=True):  # longest first: "Bearer k" before "k"
+        if len(form) >= _MIN_ANYWHERE:
+            text = text.replace(form, MASK)
+        else:
+            text = re.sub(rf"(?<![\w-]){re.escape(form)}(?![\w-])", MASK, text)
+    return text
+
+
+def header_secrets(headers: Mapping[str, str] | None) -> list[str]:
+    """The credential values among request headers (``Authorization``, ``api-key``, ...).
+
+    ``Bearer <key>`` yields the key as well, so a server that echoes only the key is caught too.
+    """
+    out: list[str] = []
+    for name, value in (headers or {}).items():
+        if value and _SECRET_HEADER.search(name):
+            out.append(value)
+            scheme, _, rest = value.partition(" ")
+            if rest and scheme.lower() in ("bearer", "basic", "token"):
+                out.append(rest)
+    return out
+
+
+def env_secrets() -> list[str]:
+    """Values of environment variables named like credentials (``*_API_KEY``, ``*_TOKEN``...).
+
+    For code that hands credentials to a library through the environment (LiteLLM) and so never
+    holds the key itself. Short values are left out: they are not keys, and masking them would
+    garble messages.
+    """
+    return [
+        v.strip()
+        for k, v in os.environ.items()
+        if _SECRET_ENV.search(k) and len(v.strip()) >= _MIN_ANYWHERE
+    ]
+
+
+# -- small helpers shared by every caller -----------------------------------------------------
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def server_wait(headers: Mapping[str, str]) -> float | None:
+    """The wait a server asks for: ``retry-after-ms`` (OpenAI, Azure), else ``Retry-After``."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            value = float(ms) / 1000.0
+        except ValueError:
+            value = math.nan
+        if not math.isnan(value):
+            return max(0.0, value)
+    return parse_retry_after(headers.get("retry-after"))
+
+
+def endpoint_label(url: str) -> str:
+    """``host[:port]/path`` of a URL, without scheme, credentials or query: for keys and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{host}{parts.path.rstrip('/')}"
+
+
+def env_or(value: str | None, *names: str) -> str | None:
+    """``value`` if given, else the first non-empty environment variable among ``names``."""
+    if value:
+        return value
+    for name in names:
+        found = os.environ.get(name, "").strip()
+        if found:
+            return found
+    return None
+
+
+def server_message(response: Any, secrets: Iterable[str | None] = ()) -> str:
+    """``": <excerpt>"`` of the server's own error message (masked, one line), or ``""``."""
+    try:
+        payload = response.json()
+    except ValueError:
+        message: Any = response.text
+    else:
+        message = None
+        if isinstance(payload, dict):
+            message = payload.get("error") or payload.get("message") or payload.get("detail")
+            if isinstance(message, dict):
+                message = message.get("message") or message
+        elif payload is not None:
+            message = payload
+    # Mask first, then shorten: a key cut in half by the excerpt would escape the mask.
+    text = " ".join(mask_secrets(str(message or ""), secrets).split())
+    return f": {text[:EXCERPT_CHARS]}" if text else ""
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+@dataclass
+class HTTPStats:
+    """Counters across all threads of one client; callers subclass it to add their own."""
+
+    requests: int = 0  # requests sent, retries included
+    retries: int = 0  # requests that were a retry of a failed one
+    rate_limited: int = 0  # HTTP 429 answers
+    waited_seconds: float = 0.0  # time spent pausing between tries
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def add(self, **counts: float) -> None:
+        """Add to counters, atomically across threads."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def reset(self) -> None:
+        """Zero every counter."""
+        with self._lock:
+            for f in fields(self):
+                if not f.name.startswith("_"):
+                    setattr(self, f.name, type(getattr(self, f.name))())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return out | {"waited_seconds": round(self.waited_seconds, 2)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class Retryable(Exception):
+    """Raised by a caller's ``parse`` (or by the layer) for a failure worth another try.
+
+    ``reason`` is short and groupable ("HTTP 500", "timeout", "malformed answer"); ``wait`` is
+    what the server asked for, if anything; ``connect`` marks a refused connection.
+    """
+
+    def __init__(
+        self, reason: str, detail: str = "", wait: float | None = None, *, connect: bool = False
+    ) -> None:
+        super().__init__(f"{reason}{': ' + detail if detail else ''}")
+        self.reason = reason
+        self.detail = detail
+        self.wait = wait
+        self.connect = connect
+
+
+class RequestFailed(Exception):
+    """A request gave up: its retries are spent, the server asks for too long a wait, or the
+    client was closed. Its text is masked; ``reason`` is short and groupable ("HTTP 500").
+
+    ``why`` says which: ``"retries"``, ``"server_wait"`` or ``"cancelled"``; ``tries`` counts the
+    requests sent; ``connect`` marks a server that could not be reached at all.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str = "",
+        *,
+        why: Literal["retries", "server_wait", "cancelled"] = "retries",
+        tries: int = 1,
+        connect: bool = False,
+    ) -> None:
+        super().__init__(f"{reason}{': ' + detail if detail else ''}")
+        self.reason = reason
+        self.detail = detail
+        self.why = why
+        self.tries = tries
+        self.connect = connect
+
+
+class HTTPStatusError(Exception):
+    """An answer retrying cannot fix (a rejected key, a wrong URL, a bad request).
+
+    ``said`` is the server's masked excerpt (``": ..."`` or ``""``); ``url`` a safe label.
+    :meth:`explain` words it the same way for every caller.
+    """
+
+    def __init__(self, status: int, said: str, url: str) -> None:
+        super().__init__(f"HTTP {status}{said}")
+        self.status = status
+        self.said = said
+        self.url = url
+
+    def explain(self, where: str, *, auth_hint: str, not_found_hint: str, other_hint: str) -> str:
+        """One line: who refused what, what the server said, and the caller's fix."""
+        if self.status in (401, 403):
+            return f"{where} refused the request (HTTP {self.status}{self.said}); {auth_hint}"
+        if self.status == 404:
+            return f"{where}: HTTP 404 for {self.url}{self.said}; {not_found_hint}"
+        return f"{where} rejected the request (HTTP {self.status}{self.said}); {other_hint}"
+
+
+def _cancelled(tries: int) -> RequestFailed:
+    return RequestFailed("cancelled", "the client was closed", why="cancelled", tries=tries)
+
+
+# -- the client --------------------------------------------------------------------------------
+
+
+class HTTPClient:
+    """POST JSON with retries, a timeout, the server's pace, cancellation, stats and masking.
+
+    ``max_retries`` further tries follow a retryable failure, after ``backoff_base * 2**attempt``
+    seconds at most (full jitter: a uniform draw below that, capped at ``backoff_max``) or what
+    the server's ``Retry-After`` asks. A server that asks for more than ``max_retry_wait``
+    seconds fails the request at once. ``secrets`` are masked in addition to the credential
+    headers of each request. ``client`` lends an ``httpx.Client`` (then never closed here).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_retry_wait: float = 300.0,
+        connect_retries: int = CONNECT_RETRIES,
+        max_connections: int = 32,
+        secrets: Iterable[str | None] = (),
+        stats: HTTPStats | None = None,
+        client: Any = None,
+    ) -> None:
+        for name, value in (("timeout", timeout), ("max_connections", max_connections)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        for name, value in (
+            ("backoff_base", backoff_base),
+            ("backoff_max", backoff_max),
+            ("max_retry_wait", max_retry_wait),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"{name} must be 0 or more seconds, not {value!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, not {max_retries!r}")
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.max_retry_wait = float(max_retry_wait)
+        self.connect_retries = connect_retries
+        self.max_connections = int(max_connections)
+        self.secrets = [s for s in secrets if s]
+        self.stats = stats if stats is not None else HTTPStats()
+        self._client = client
+        self._own_client = client is None
+        self._lock = threading.Lock()
+        self._epoch = 0  # bumped by close(): requests of an earlier epoch stop retrying
+        self._cancel = threading.Event()
+
+    # -- connections -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The pooled ``httpx.Client``, shared by all threads; opened on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import httpx
+
+                    self._client = httpx.Client(
+                        timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                        limits=httpx.Limits(max_connections=self.max_connections),
+                    )
+        return self._client
+
+    def close(self) -> None:
+        """Close pooled connections and stop the retries of requests still in flight.
+
+        The client stays usable: the next request opens new connections.
+        """
+        with self._lock:
+            self._epoch += 1
+            cancel, self._cancel = self._cancel, threading.Event()
+            client = self._client
+            if self._own_client:
+                self._client = None
+        cancel.set()
+        if client is not None and self._own_client:
+            client.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never pickle live connections, locks or secrets.
+        state = self.__dict__.copy()
+        state.update(_client=None, _own_client=True, _lock=None, _cancel=None, secrets=[])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+
+    # -- masking -----------------------------------------------------------------------------
+
+    def mask(self, text: str, headers: Mapping[str, str] | None = None) -> str:
+        """``text`` with this client's secrets and the credential headers masked."""
+        return mask_secrets(text, [*self.secrets, *header_secrets(headers)])
+
+    # -- one request, with retries -----------------------------------------------------------
+
+    def post(
+        self,
+        url: str,
+        body: Any,
+        *,
+        parse: Callable[[Any], T],
+        headers: Mapping[str, str] | None = None,
+        on_wait: WaitHook | None = None,
+    ) -> T:
+        """POST ``body`` as JSON; return ``parse(response)`` of the first good answer.
+
+        ``parse`` gets an ``httpx.Response`` with a status below 400 and may raise
+        :class:`Retryable` to try again (other exceptions pass through untouched). Raises
+        :class:`RequestFailed` once giving up, :class:`HTTPStatusError` at once for an error
+        status retrying cannot fix. Every text they carry is masked.
+        """
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        secrets = [*self.secrets, *header_secrets(headers)]
+        where = mask_secrets(endpoint_label(url), secrets)
+        with self._lock:
+            epoch, cancel = self._epoch, self._cancel
+        attempt = 0
+        while True:
+            if self._epoch != epoch:
+                raise _cancelled(attempt)
+            self.stats.add(requests=1, retries=1 if attempt else 0)
+            try:
+                return self._attempt(url, body, headers, parse, secrets)
+            except Retryable as exc:
+                failure = exc
+            reason = mask_secrets(failure.reason, secrets)
+            detail = mask_secrets(failure.detail, secrets)
+            limit = self.max_retries
+            if failure.connect:  # a refused connection is rarely cured by waiting long
+                limit = min(limit, self.connect_retries)
+            if self._epoch != epoch:
+                raise _cancelled(attempt + 1)
+            if attempt >= limit:
+                raise RequestFailed(reason, detail, tries=attempt + 1, connect=failure.connect)
+            wait = self._backoff(attempt, failure.wait)
+            if wait > self.max_retry_wait:
+                detail += (
+                    f"{'; ' if detail else ''}the server asks to wait {wait:.0f}s, more than "
+                    f"max_retry_wait={self.max_retry_wait:.0f}s; try again later or raise "
+                    "max_retry_wait"
+                )
+                raise RequestFailed(reason, detail, why="server_wait", tries=attempt + 1)
+            log.debug("%s: %s; retry %d in %.2fs", where, reason, attempt + 1, wait)
+            if on_wait is not None:
+                on_wait(reason, wait)
+            self.stats.add(waited_seconds=wait)
+            if cancel.wait(wait):
+                raise _cancelled(attempt + 1)
+            attempt += 1
+
+    def _backoff(self, attempt: int, asked: float | None) -> float:
+        if asked is not None:
+            return asked
+        # Full jitter: spread the retries of concurrent requests instead of synchronising them.
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * (2**attempt)))
+
+    def _attempt(
+        self,
+        url: str,
+        body: Any,
+        headers: dict[str, str],
+        parse: Callable[[Any], T],
+        secrets: list[str],
+    ) -> T:
+        import httpx
+
+        try:
+            response = self.client.post(url, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise Retryable("timeout", f"no answer within {self.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            # Connection refused / reset: a server restarting is worth a retry or two.
+            raise Retryable(
+                "connection failed",
+                f"cannot connect ({type(exc).__name__})",
+                connect=isinstance(exc, httpx.ConnectError),
+            ) from None
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            if status == 429:
+                self.stats.add(rate_limited=1)
+            reason = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
+            said = server_message(response, secrets).removeprefix(": ")
+            raise Retryable(reason, said, server_wait(response.headers))
+        if status >= 400:
+            said = server_message(response, secrets)
+            raise HTTPStatusError(status, said, mask_secrets(endpoint_label(url), secrets))
+        return parse(response)
