@@ -370,6 +370,34 @@ def test_second_run_makes_zero_requests(
     assert len(server.requests) == 0
 
 
+def test_warm_store_needs_no_dimension_probe(server: EmbeddingsServer, tmp_path: Path) -> None:
+    """An unknown model's size is kept with the store's entries: a warm run sends nothing."""
+    path = tmp_path / "s.sqlite"
+
+    def run(more: list[str] = []) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006
+        emb = openai(server)  # no dim=: a new object must learn the size somehow
+        with EmbeddingStore(path) as store:
+            docs = store.embed(emb, texts(12) + more, "document", progress=False)
+            queries = store.embed(emb, ["what about topic 3"], "query", progress=False)
+        return docs, queries
+
+    cold_docs, cold_queries = run()
+    assert len(server.requests) == 3  # the probe, then the passages and the query
+    server.reset()
+    warm_docs, warm_queries = run()
+    assert server.requests == []  # not even a dimension probe
+    np.testing.assert_array_equal(warm_docs, cold_docs)
+    np.testing.assert_array_equal(warm_queries, cold_queries)
+
+    # A model behind the same name that changed size is caught by the first real request.
+    server.state.dim = 48
+    try:
+        with pytest.raises(EmbedderError, match="48-dimensional.*expected 32.*new --store"):
+            run(more=["a text not stored yet"])
+    finally:
+        server.state.dim = 32
+
+
 # -- LiteLLM ----------------------------------------------------------------------------------
 
 
