@@ -437,6 +437,7 @@ class HTTPClient:
                 failure = exc
             reason = mask_secrets(failure.reason, secrets)
             detail = mask_secrets(failure.detail, secrets)
+            failure_text = f"{reason}: {detail}" if detail else reason
             limit = self.max_retries
             if failure.connect:  # a refused connection is rarely cured by waiting long
                 limit = min(limit, self.connect_retries)
@@ -452,7 +453,7 @@ class HTTPClient:
                     "max_retry_wait"
                 )
                 raise RequestFailed(reason, detail, why="server_wait", tries=attempt + 1)
-            log.debug("%s: %s; retry %d in %.2fs", where, reason, attempt + 1, wait)
+            log.debug("%s: %s; retry %d in %.2fs", where, failure_text, attempt + 1, wait)
             if on_wait is not None:
                 on_wait(reason, wait)
             self.stats.add(waited_seconds=wait)
