@@ -23,6 +23,7 @@ from servers.embeddings_server import EmbeddingsServer
 from queryfit._http import (
     MASK,
     HTTPClient,
+    HTTPSettings,
     HTTPStatusError,
     RequestFailed,
     Retryable,
@@ -102,7 +103,7 @@ def test_retry_after_forms() -> None:
 def test_retry_after_ms_is_honoured_and_reported(server: EmbeddingsServer) -> None:
     server.state.retry_after, server.state.retry_after_ms = None, "300"
     server.script(["429", "500"])
-    client = HTTPClient(backoff_base=0.0)
+    client = HTTPClient(HTTPSettings(backoff_base=0.0))
     waits: list[tuple[str, float]] = []
     assert post(client, server, on_wait=lambda r, s: waits.append((r, s)))["data"]
     assert waits == [("rate limited (HTTP 429)", 0.3), ("HTTP 500", 0.0)]
@@ -115,14 +116,14 @@ def test_a_server_wait_beyond_the_cap_fails_at_once(server: EmbeddingsServer) ->
     server.script(["429"])
     started = time.perf_counter()
     with pytest.raises(RequestFailed) as info:
-        post(HTTPClient(max_retry_wait=10), server)
+        post(HTTPClient(HTTPSettings(max_retry_wait=10)), server)
     assert time.perf_counter() - started < 2
     assert info.value.why == "server_wait" and "asks to wait 600s" in str(info.value)
     assert len(server.requests) == 1
 
 
 def test_backoff_is_full_jitter_below_the_exponential_ceiling() -> None:
-    client = HTTPClient(backoff_base=1.0, backoff_max=5.0)
+    client = HTTPClient(HTTPSettings(backoff_base=1.0, backoff_max=5.0))
     draws = [client._backoff(attempt, None) for attempt in (0, 3, 10) for _ in range(200)]
     assert all(0 <= d <= 1.0 for d in draws[:200]) and all(0 <= d <= 5.0 for d in draws[200:])
     assert min(draws[400:]) < 1.0 < max(draws[400:])  # full jitter: anywhere below the cap
@@ -130,7 +131,7 @@ def test_backoff_is_full_jitter_below_the_exponential_ceiling() -> None:
 
 
 def test_refused_connection_gets_fewer_retries() -> None:
-    client = HTTPClient(max_retries=6, backoff_base=0.0)
+    client = HTTPClient(HTTPSettings(max_retries=6, backoff_base=0.0))
     with pytest.raises(RequestFailed) as info:
         client.post("http://127.0.0.1:9/v1/embeddings", {}, parse=lambda r: r)
     assert info.value.connect and info.value.tries == 3 and client.stats.requests == 3
@@ -146,7 +147,7 @@ def test_parse_may_ask_for_another_try_and_errors_pass_through(server: Embedding
             raise Retryable("unparseable answer", "no questions")
         return len(seen)
 
-    client = HTTPClient(backoff_base=0.0)
+    client = HTTPClient(HTTPSettings(backoff_base=0.0))
     assert client.post(f"{server.url}/v1/embeddings", {"input": ["a"]}, parse=parse) == 2
     server.script(["400"])
     with pytest.raises(HTTPStatusError) as info:
@@ -155,7 +156,7 @@ def test_parse_may_ask_for_another_try_and_errors_pass_through(server: Embedding
 
 
 def test_stats_add_up_across_threads(server: EmbeddingsServer) -> None:
-    client = HTTPClient(max_connections=8, backoff_base=0.01)
+    client = HTTPClient(HTTPSettings(backoff_base=0.01), max_connections=8)
     server.script(["500", "429"] * 2)  # four retries, spread over the threads
 
     def work() -> None:

@@ -190,12 +190,12 @@ def test_settings_share_the_llm_clients_names_and_the_old_name_still_works(
     server: EmbeddingsServer,
 ) -> None:
     emb = openai(server, dim=32, backoff_base=0.2, backoff_max=3, max_retry_wait=9, timeout=5)
-    settings = {k: getattr(emb.http, k) for k in ("backoff_base", "backoff_max", "timeout")}
-    assert settings == {"backoff_base": 0.2, "backoff_max": 3.0, "timeout": 5.0}
-    assert emb.http.max_retry_wait == 9.0
+    settings = emb.http.settings
+    assert (settings.backoff_base, settings.backoff_max, settings.max_retry_wait) == (0.2, 3, 9)
+    assert settings.timeout == 5 and settings.max_retries == 6  # the embedders' default
     with pytest.warns(DeprecationWarning, match="backoff_base"):
         old = openai(server, dim=32, retry_base_delay=0.0)
-    assert old.http.backoff_base == 0.0
+    assert old.http.settings.backoff_base == 0.0
     server.script(["500"])
     assert old.embed_documents(["a"]).shape == (1, 32) and old.stats.retries == 1
 

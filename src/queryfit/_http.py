@@ -33,7 +33,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
@@ -233,26 +233,32 @@ class HTTPStats:
 # -- errors ------------------------------------------------------------------------------------
 
 
-class Retryable(Exception):
+class _Failure(Exception):
+    """A failure with a short, groupable ``reason`` ("HTTP 500", "timeout") and a ``detail``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}{': ' + detail if detail else ''}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Retryable(_Failure):
     """Raised by a caller's ``parse`` (or by the layer) for a failure worth another try.
 
-    ``reason`` is short and groupable ("HTTP 500", "timeout", "malformed answer"); ``wait`` is
-    what the server asked for, if anything; ``connect`` marks a refused connection.
+    ``wait`` is what the server asked for, if anything; ``connect`` marks a refused connection.
     """
 
     def __init__(
         self, reason: str, detail: str = "", wait: float | None = None, *, connect: bool = False
     ) -> None:
-        super().__init__(f"{reason}{': ' + detail if detail else ''}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
         self.wait = wait
         self.connect = connect
 
 
-class RequestFailed(Exception):
+class RequestFailed(_Failure):
     """A request gave up: its retries are spent, the server asks for too long a wait, or the
-    client was closed. Its text is masked; ``reason`` is short and groupable ("HTTP 500").
+    client was closed. Its text is masked.
 
     ``why`` says which: ``"retries"``, ``"server_wait"`` or ``"cancelled"``; ``tries`` counts the
     requests sent; ``connect`` marks a server that could not be reached at all.
@@ -267,9 +273,7 @@ class RequestFailed(Exception):
         tries: int = 1,
         connect: bool = False,
     ) -> None:
-        super().__init__(f"{reason}{': ' + detail if detail else ''}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
         self.why = why
         self.tries = tries
         self.connect = connect
@@ -288,12 +292,32 @@ class HTTPStatusError(Exception):
         self.said = said
         self.url = url
 
-    def explain(self, where: str, *, auth_hint: str, not_found_hint: str, other_hint: str) -> str:
-        """One line: who refused what, what the server said, and the caller's fix."""
+    def explain(
+        self,
+        where: str,
+        *,
+        key_env: Sequence[str],
+        key_given: bool,
+        other_hint: str,
+        url_flag: str = "--base-url",
+    ) -> str:
+        """One line: who refused what, what the server said, and the fix.
+
+        ``key_env`` names the environment variables the key is read from; ``other_hint`` is the
+        caller's advice for any other rejected request (a 400, a 422...).
+        """
         if self.status in (401, 403):
-            return f"{where} refused the request (HTTP {self.status}{self.said}); {auth_hint}"
+            env = " or ".join(f"${name}" for name in key_env) or "the API key option"
+            if key_given:
+                fix = f"check the key in {env} (or --api-key)"
+            else:
+                fix = f"set {env} (or pass --api-key)"
+            return f"{where} refused the request (HTTP {self.status}{self.said}); {fix}"
         if self.status == 404:
-            return f"{where}: HTTP 404 for {self.url}{self.said}; {not_found_hint}"
+            return (
+                f"{where}: HTTP 404 for {self.url}{self.said}; check the model name and "
+                f"{url_flag} (OpenAI-compatible servers usually end in /v1)"
+            )
         return f"{where} rejected the request (HTTP {self.status}{self.said}); {other_hint}"
 
 
@@ -304,49 +328,66 @@ def _cancelled(tries: int) -> RequestFailed:
 # -- the client --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HTTPSettings:
+    """How long to wait and how often to retry: one set of names for every outbound call.
+
+    ``timeout``: seconds for one request. ``max_retries``: further tries after a retryable
+    failure, at most ``connect_retries`` of them after a refused connection. Between tries,
+    a uniform draw below ``backoff_base * 2**attempt`` seconds (full jitter), capped at
+    ``backoff_max``, unless the server says how long (``Retry-After``); a server asking for more
+    than ``max_retry_wait`` seconds fails the request at once.
+    """
+
+    timeout: float = 60.0
+    max_retries: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    max_retry_wait: float = 300.0
+    connect_retries: int = CONNECT_RETRIES
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first bad setting (callers word it as their own error)."""
+
+        def number(value: Any) -> bool:
+            return not isinstance(value, bool) and isinstance(value, int | float)
+
+        if not number(self.timeout) or not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number, not {self.timeout!r}")
+        for name in ("max_retries", "connect_retries"):
+            value = getattr(self, name)
+            if not number(value) or value != int(value) or value < 0:
+                raise ValueError(f"{name} must be 0 or more, not {value!r}")
+        for name in ("backoff_base", "backoff_max", "max_retry_wait"):
+            value = getattr(self, name)
+            if not number(value) or not value >= 0:
+                raise ValueError(f"{name} must be 0 or more seconds, not {value!r}")
+
+
 class HTTPClient:
     """POST JSON with retries, a timeout, the server's pace, cancellation, stats and masking.
 
-    ``max_retries`` further tries follow a retryable failure, after ``backoff_base * 2**attempt``
-    seconds at most (full jitter: a uniform draw below that, capped at ``backoff_max``) or what
-    the server's ``Retry-After`` asks. A server that asks for more than ``max_retry_wait``
-    seconds fails the request at once. ``secrets`` are masked in addition to the credential
-    headers of each request. ``client`` lends an ``httpx.Client`` (then never closed here).
+    ``settings`` (:class:`HTTPSettings`) say how long to wait and how often to retry.
+    ``max_connections`` sizes the pool. ``secrets`` are masked in addition to the credential
+    headers of each request. ``stats`` lets a caller count into its own :class:`HTTPStats`
+    subclass. ``client`` lends an ``httpx.Client`` (then never closed here).
     """
 
     def __init__(
         self,
+        settings: HTTPSettings | None = None,
         *,
-        timeout: float = 60.0,
-        max_retries: int = 5,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
-        max_retry_wait: float = 300.0,
-        connect_retries: int = CONNECT_RETRIES,
         max_connections: int = 32,
         secrets: Iterable[str | None] = (),
         stats: HTTPStats | None = None,
         client: Any = None,
     ) -> None:
-        for name, value in (("timeout", timeout), ("max_connections", max_connections)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, not {value!r}")
-        for name, value in (
-            ("backoff_base", backoff_base),
-            ("backoff_max", backoff_max),
-            ("max_retry_wait", max_retry_wait),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"{name} must be 0 or more seconds, not {value!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, not {max_retries!r}")
-        self.timeout = float(timeout)
-        self.max_retries = max_retries
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
-        self.max_retry_wait = float(max_retry_wait)
-        self.connect_retries = connect_retries
-        self.max_connections = int(max_connections)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            max_connections = 0
+        if max_connections < 1:
+            raise ValueError("max_connections must be a positive whole number")
+        self.settings = settings if settings is not None else HTTPSettings()
+        self.max_connections = max_connections
         self.secrets = [s for s in secrets if s]
         self.stats = stats if stats is not None else HTTPStats()
         self._client = client
@@ -365,8 +406,9 @@ class HTTPClient:
                 if self._client is None:
                     import httpx
 
+                    timeout = float(self.settings.timeout)
                     self._client = httpx.Client(
-                        timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+                        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                         limits=httpx.Limits(max_connections=self.max_connections),
                     )
         return self._client
@@ -438,18 +480,18 @@ class HTTPClient:
             reason = mask_secrets(failure.reason, secrets)
             detail = mask_secrets(failure.detail, secrets)
             failure_text = f"{reason}: {detail}" if detail else reason
-            limit = self.max_retries
+            limit = self.settings.max_retries
             if failure.connect:  # a refused connection is rarely cured by waiting long
-                limit = min(limit, self.connect_retries)
+                limit = min(limit, self.settings.connect_retries)
             if self._epoch != epoch:
                 raise _cancelled(attempt + 1)
             if attempt >= limit:
                 raise RequestFailed(reason, detail, tries=attempt + 1, connect=failure.connect)
             wait = self._backoff(attempt, failure.wait)
-            if wait > self.max_retry_wait:
+            if wait > self.settings.max_retry_wait:
                 detail += (
                     f"{'; ' if detail else ''}the server asks to wait {wait:.0f}s, more than "
-                    f"max_retry_wait={self.max_retry_wait:.0f}s; try again later or raise "
+                    f"max_retry_wait={self.settings.max_retry_wait:.0f}s; try again later or raise "
                     "max_retry_wait"
                 )
                 raise RequestFailed(reason, detail, why="server_wait", tries=attempt + 1)
@@ -465,7 +507,8 @@ class HTTPClient:
         if asked is not None:
             return asked
         # Full jitter: spread the retries of concurrent requests instead of synchronising them.
-        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * (2**attempt)))
+        ceiling = self.settings.backoff_base * (2**attempt)
+        return random.uniform(0.0, min(self.settings.backoff_max, ceiling))
 
     def _attempt(
         self,
@@ -480,7 +523,7 @@ class HTTPClient:
         try:
             response = self.client.post(url, json=body, headers=headers)
         except httpx.TimeoutException:
-            raise Retryable("timeout", f"no answer within {self.timeout:g}s") from None
+            raise Retryable("timeout", f"no answer within {self.settings.timeout:g}s") from None
         except httpx.TransportError as exc:
             # Connection refused / reset: a server restarting is worth a retry or two.
             raise Retryable(
@@ -499,3 +542,32 @@ class HTTPClient:
             said = server_message(response, secrets)
             raise HTTPStatusError(status, said, mask_secrets(endpoint_label(url), secrets))
         return parse(response)
+
+
+class HTTPUser:
+    """What every object calling an API through this layer shares (embedders, the LLM client):
+    its :class:`HTTPClient` in ``http``, ``close()``, masking with its own key, and a pickled
+    form without the key."""
+
+    http: HTTPClient
+    _api_key: str | None = None
+
+    @property
+    def client(self) -> Any:
+        """The pooled ``httpx.Client``, shared by all threads."""
+        return self.http.client
+
+    def close(self) -> None:
+        """Close pooled connections and stop the retries of requests still in flight.
+
+        The object stays usable: the next request opens new connections.
+        """
+        self.http.close()
+
+    def mask(self, text: str) -> str:
+        """``text`` with this object's key (and its client's secrets) masked."""
+        return mask_secrets(text, [self._api_key, *self.http.secrets])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never pickle the key (the HTTP client drops its connections and locks itself).
+        return self.__dict__ | {"_api_key": None}

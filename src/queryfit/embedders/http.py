@@ -28,13 +28,14 @@ import numpy as np
 from queryfit._http import (
     RETRY_STATUSES,
     HTTPClient,
+    HTTPSettings,
     HTTPStats,
     HTTPStatusError,
+    HTTPUser,
     RequestFailed,
     Retryable,
     endpoint_label,
     env_or,
-    mask_secrets,
     parse_retry_after,
 )
 from queryfit.embedders.base import BaseEmbedder, Kind, ProbedDim, check_vectors
@@ -173,10 +174,12 @@ class APIEmbedder(ProbedDim, BaseEmbedder):
         )
 
 
-class HTTPEmbedder(APIEmbedder):
+class HTTPEmbedder(HTTPUser, APIEmbedder):
     """Base for embedding APIs over HTTP; subclasses implement ``_url``, ``_body``, ``_parse``.
 
-    Besides :class:`APIEmbedder`'s settings, the HTTP ones (same names as the LLM client's):
+    ``options`` are :class:`APIEmbedder`'s (``dimensions``, ``dim``, prefixes, ``batch_size``,
+    ``max_batch_chars``, ``concurrency``). The HTTP settings have the LLM client's names
+    (:class:`queryfit._http.HTTPSettings`):
     ``timeout`` seconds for one request; ``max_retries`` further tries after a retryable failure
     (429, 5xx, timeout, a malformed answer); ``backoff_base``/``backoff_max``: the exponential
     backoff's base and cap; ``max_retry_wait``: the longest server-asked wait accepted (a
@@ -195,13 +198,6 @@ class HTTPEmbedder(APIEmbedder):
         *,
         base_url: str,
         api_key: str | None = None,
-        dimensions: int | None = None,
-        dim: int | None = None,
-        query_prefix: str = "",
-        document_prefix: str = "",
-        batch_size: int = 128,
-        max_batch_chars: int = 400_000,
-        concurrency: int = 4,
         max_retries: int = 6,
         timeout: float = 60.0,
         backoff_base: float = 0.5,
@@ -210,17 +206,9 @@ class HTTPEmbedder(APIEmbedder):
         retry_base_delay: float | None = None,
         headers: dict[str, str] | None = None,
         client: Any = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            dimensions=dimensions,
-            dim=dim,
-            query_prefix=query_prefix,
-            document_prefix=document_prefix,
-            batch_size=batch_size,
-            max_batch_chars=max_batch_chars,
-            concurrency=concurrency,
-        )
+        super().__init__(model, **options)
         base_url = (base_url or "").strip()
         if not base_url.startswith(("http://", "https://")):
             raise EmbedderError(
@@ -238,18 +226,11 @@ class HTTPEmbedder(APIEmbedder):
         self._api_key = api_key
         self.extra_headers = dict(headers or {})
         try:
-            self.http = HTTPClient(
-                timeout=timeout,
-                max_retries=max_retries,
-                backoff_base=backoff_base,
-                backoff_max=backoff_max,
-                max_retry_wait=max_retry_wait,
-                max_connections=concurrency * 2,
-                stats=self.stats,
-                client=client,
-            )
+            settings = HTTPSettings(timeout, max_retries, backoff_base, backoff_max, max_retry_wait)
         except ValueError as exc:
             raise EmbedderError(str(exc)) from None
+        pool = self.concurrency * 2
+        self.http = HTTPClient(settings, max_connections=pool, stats=self.stats, client=client)
 
     # -- what subclasses provide -------------------------------------------------------------
 
@@ -271,20 +252,11 @@ class HTTPEmbedder(APIEmbedder):
     # -- one request, through the HTTP layer -------------------------------------------------
 
     @property
-    def client(self) -> Any:
-        """The shared ``httpx.Client`` (connection pooling across requests and threads)."""
-        return self.http.client
-
-    def close(self) -> None:
-        """Close the HTTP connections this embedder opened."""
-        self.http.close()
-
-    @property
     def _where(self) -> str:
         return f"{self.model_id} at {endpoint_label(self.base_url)}"
 
     def _fail(self, message: str) -> EmbedderError:
-        return EmbedderError(mask_secrets(message, [self._api_key]))
+        return EmbedderError(self.mask(message))
 
     def _call(self, texts: list[str], kind: Kind) -> np.ndarray:
         headers = {**self.extra_headers, **self._auth_headers()}
@@ -307,15 +279,11 @@ class HTTPEmbedder(APIEmbedder):
                 f"{self._where} failed after {exc.tries} tries: {exc}{advice}"
             ) from None
         except HTTPStatusError as exc:
-            env = " or ".join(f"${name}" for name in self.key_env) or "the API key option"
             raise self._fail(
                 exc.explain(
                     self._where,
-                    auth_hint=f"set {env} (or pass --api-key)"
-                    if not self._api_key
-                    else f"check the key in {env} (or --api-key)",
-                    not_found_hint="check the model name and --base-url (OpenAI-compatible "
-                    "servers usually end in /v1)",
+                    key_env=self.key_env,
+                    key_given=bool(self._api_key),
                     other_hint="check the model name, --dimensions and the input size",
                 )
             ) from None
@@ -346,10 +314,6 @@ class HTTPEmbedder(APIEmbedder):
                     "--store if the model behind this name changed"
                 ) from None
             raise self._fail(f"{self._where}: {exc}") from None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Never pickle the key (the HTTP layer drops its connections and locks itself).
-        return self.__dict__ | {"_api_key": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -24,14 +24,15 @@ from typing import Any
 
 from queryfit._http import (
     HTTPClient,
+    HTTPSettings,
     HTTPStats,
     HTTPStatusError,
+    HTTPUser,
     RequestFailed,
     Retryable,
     WaitHook,
     endpoint_label,
     env_or,
-    mask_secrets,
 )
 from queryfit.errors import GenerationError
 
@@ -51,7 +52,7 @@ class ChatStats(HTTPStats):
     completion_tokens: int = 0
 
 
-class ChatClient:
+class ChatClient(HTTPUser):
     """One model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     ``base_url`` defaults to ``$QUERYFIT_LLM_BASE_URL``, ``$OPENAI_BASE_URL``, then OpenAI's.
@@ -104,15 +105,8 @@ class ChatClient:
         self.extra_body = dict(extra_body or {})
         self.stats = ChatStats()
         try:
-            self.http = HTTPClient(
-                timeout=timeout,
-                max_retries=max_retries,
-                backoff_base=backoff_base,
-                backoff_max=backoff_max,
-                max_retry_wait=max_retry_wait,
-                max_connections=max_connections,
-                stats=self.stats,
-            )
+            settings = HTTPSettings(timeout, max_retries, backoff_base, backoff_max, max_retry_wait)
+            self.http = HTTPClient(settings, max_connections=max_connections, stats=self.stats)
         except ValueError as exc:  # name the CLI flag: "--max-retries must be 0 or more..."
             name, _, rest = str(exc).partition(" ")
             raise GenerationError(f"--{name.replace('_', '-')} {rest}") from None
@@ -122,24 +116,8 @@ class ChatClient:
         """``host[:port]/path`` of the base URL: safe to show and to key caches on."""
         return endpoint_label(self.base_url)
 
-    @property
-    def client(self) -> Any:
-        """The pooled ``httpx.Client``, shared by all threads."""
-        return self.http.client
-
-    def close(self) -> None:
-        """Close pooled connections and stop the retries of requests still in flight.
-
-        The client stays usable: the next request opens new connections.
-        """
-        self.http.close()
-
     def __repr__(self) -> str:
         return f"ChatClient(model={self.model!r}, base_url={self.base_url!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Never pickle the key (the HTTP layer drops its connections and locks itself).
-        return self.__dict__ | {"_api_key": None}
 
     def _body(self, messages: list[dict[str, str]], seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": messages}
@@ -178,14 +156,11 @@ class ChatClient:
         except HTTPStatusError as exc:
             message = exc.explain(
                 f"LLM {self.model} at {self.endpoint}",
-                auth_hint="set $OPENAI_API_KEY or $QUERYFIT_LLM_API_KEY (or pass --api-key)"
-                if not self._api_key
-                else "check the key in --api-key / $QUERYFIT_LLM_API_KEY / $OPENAI_API_KEY",
-                not_found_hint="check the model name and --base-url (OpenAI-compatible servers "
-                "usually end in /v1)",
+                key_env=KEY_ENV,
+                key_given=bool(self._api_key),
                 other_hint="check the model name and the prompt template",
             )
-            raise GenerationError(mask_secrets(message, [self._api_key])) from None
+            raise GenerationError(self.mask(message)) from None
 
     def _answer(self, response: Any, check: Callable[[str], Any] | None) -> Any:
         """The text (or ``check(text)``) of one answer; an unusable one is worth another try."""
