@@ -51,7 +51,7 @@ MASK = "***"
 #: ``"k"``) only as a whole word, so that masking them does not garble every message.
 _MIN_ANYWHERE = 8
 #: Request headers whose values are credentials, whatever the provider calls them.
-_SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret|cookie|password", re.I)
+_SECRET_HEADER = re.compile(r"auth|api[-_]?key|token|secret|cookie|password|signature", re.I)
 #: Environment variables whose values are credentials (LiteLLM reads its keys from these).
 _SECRET_ENV = re.compile(r"(API_?KEY|_KEY|TOKEN|SECRET|PASSWORD)$", re.I)
 #: Characters of the server's own error message shown to the user.
@@ -382,10 +382,9 @@ class HTTPClient:
         stats: HTTPStats | None = None,
         client: Any = None,
     ) -> None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            max_connections = 0
-        if max_connections < 1:
-            raise ValueError("max_connections must be a positive whole number")
+        whole = isinstance(max_connections, int) and not isinstance(max_connections, bool)
+        if not whole or max_connections < 1:
+            raise ValueError(f"max_connections must be 1 or more, not {max_connections!r}")
         self.settings = settings if settings is not None else HTTPSettings()
         self.max_connections = max_connections
         self.secrets = [s for s in secrets if s]
@@ -438,12 +437,6 @@ class HTTPClient:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
-
-    # -- masking -----------------------------------------------------------------------------
-
-    def mask(self, text: str, headers: Mapping[str, str] | None = None) -> str:
-        """``text`` with this client's secrets and the credential headers masked."""
-        return mask_secrets(text, [*self.secrets, *header_secrets(headers)])
 
     # -- one request, with retries -----------------------------------------------------------
 
