@@ -20,7 +20,7 @@ from queryfit.embedders.voyage import VoyageEmbedder
 from queryfit.errors import EmbedderError, QueryfitError
 from queryfit.store import EmbeddingStore
 
-FAST = {"retry_base_delay": 0.01}
+FAST = {"backoff_base": 0.01}
 SECRET = "sk-test-very-secret-0123456789"
 
 
@@ -180,10 +180,24 @@ def test_retries_429_500_and_malformed_json(server: EmbeddingsServer) -> None:
 def test_retry_after_is_honoured(server: EmbeddingsServer) -> None:
     server.state.retry_after = "1"
     server.script(["429"])
-    emb = openai(server, dim=32, retry_base_delay=0.0)
+    emb = openai(server, dim=32, backoff_base=0.0)
     start = time.perf_counter()
     emb.embed_documents(["a"])
     assert time.perf_counter() - start >= 0.9
+
+
+def test_settings_share_the_llm_clients_names_and_the_old_name_still_works(
+    server: EmbeddingsServer,
+) -> None:
+    emb = openai(server, dim=32, backoff_base=0.2, backoff_max=3, max_retry_wait=9, timeout=5)
+    settings = emb.http.settings
+    assert (settings.backoff_base, settings.backoff_max, settings.max_retry_wait) == (0.2, 3, 9)
+    assert settings.timeout == 5 and settings.max_retries == 6  # the embedders' default
+    with pytest.warns(DeprecationWarning, match="backoff_base"):
+        old = openai(server, dim=32, retry_base_delay=0.0)
+    assert old.http.settings.backoff_base == 0.0
+    server.script(["500"])
+    assert old.embed_documents(["a"]).shape == (1, 32) and old.stats.retries == 1
 
 
 def test_retry_after_beyond_the_limit_fails_fast(server: EmbeddingsServer) -> None:
@@ -368,6 +382,34 @@ def test_second_run_makes_zero_requests(
     second = run()
     assert second.model_calls == 0 and second.texts_from_store == 65
     assert len(server.requests) == 0
+
+
+def test_warm_store_needs_no_dimension_probe(server: EmbeddingsServer, tmp_path: Path) -> None:
+    """An unknown model's size is kept with the store's entries: a warm run sends nothing."""
+    path = tmp_path / "s.sqlite"
+
+    def run(more: list[str] = []) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006
+        emb = openai(server)  # no dim=: a new object must learn the size somehow
+        with EmbeddingStore(path) as store:
+            docs = store.embed(emb, texts(12) + more, "document", progress=False)
+            queries = store.embed(emb, ["what about topic 3"], "query", progress=False)
+        return docs, queries
+
+    cold_docs, cold_queries = run()
+    assert len(server.requests) == 3  # the probe, then the passages and the query
+    server.reset()
+    warm_docs, warm_queries = run()
+    assert server.requests == []  # not even a dimension probe
+    np.testing.assert_array_equal(warm_docs, cold_docs)
+    np.testing.assert_array_equal(warm_queries, cold_queries)
+
+    # A model behind the same name that changed size is caught by the first real request.
+    server.state.dim = 48
+    try:
+        with pytest.raises(EmbedderError, match="48-dimensional.*expected 32.*new --store"):
+            run(more=["a text not stored yet"])
+    finally:
+        server.state.dim = 32
 
 
 # -- LiteLLM ----------------------------------------------------------------------------------

@@ -69,7 +69,9 @@ def test_key_from_flag_and_wrong_key_is_one_line(server, workdir) -> None:
     args = ["embed", "--data", "d.json", "--model", "cohere:toy", "--base-url", server.url]
     ok = run(*args, "--api-key", SECRET, "--json", cwd=workdir)
     assert ok.exit_code == 0, ok.stderr
-    bad = run(*args, "--api-key", "sk-nope", cwd=workdir)
+    # A fresh store: with the warm one nothing is sent at all (not even a dimension probe), so
+    # no server would get to reject the key.
+    bad = run(*args, "--api-key", "sk-nope", cwd=workdir, QUERYFIT_STORE=str(workdir / "b.sqlite"))
     assert bad.exit_code == 2
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "HTTP 401" in errors[0] and "$COHERE_API_KEY" in errors[0]

@@ -69,6 +69,11 @@ def vector_checksum(blob: bytes) -> bytes:
     return hashlib.blake2b(blob, digest_size=16).digest()
 
 
+def _dim_key(embedder: Embedder, kind: Kind) -> str:
+    """Key in `meta` of the vector size seen for this setting: ``dim|`` + the key without it."""
+    return "dim|" + embedder.setting_key(kind)  # type: ignore[attr-defined]
+
+
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     """One write transaction, taken up front; rolled back on any failure, the COMMIT's included."""
@@ -270,6 +275,30 @@ class EmbeddingStore:
                 )
         return total
 
+    # -- vector sizes ------------------------------------------------------------------------
+    # An API model of unknown size would send a probe request in every process just to learn
+    # the size that is part of its store key. The store keeps the size it saw per setting (the
+    # key without the size) in `meta`, and tells such an embedder (`adopt_dim`), so a warm run
+    # sends nothing; a size that no longer holds fails the first real request, never the store.
+
+    def _dim_of(self, embedder: Embedder, kind: Kind) -> int:
+        """The embedder's size; one that would probe for it gets the size remembered here."""
+        if getattr(embedder, "dim_known", True) is False:
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key=?", (_dim_key(embedder, kind),)
+            ).fetchone()
+            if row is not None and str(row[0]).isdigit() and int(row[0]) > 0:
+                embedder.adopt_dim(int(row[0]))  # type: ignore[attr-defined]
+        return int(embedder.dim)
+
+    def _remember_dim(self, embedder: Embedder, kind: Kind, dim: int) -> None:
+        if hasattr(embedder, "adopt_dim"):
+            with _immediate(self.conn):
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    (_dim_key(embedder, kind), str(dim)),
+                )
+
     # -- embedding ---------------------------------------------------------------------------
 
     def embed(
@@ -299,7 +328,7 @@ class EmbeddingStore:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
 
-        dim = int(embedder.dim)
+        dim = self._dim_of(embedder, kind)
         key = embedder.store_key(kind)
         model_id = getattr(embedder, "model_id", type(embedder).__name__)
 
@@ -337,6 +366,7 @@ class EmbeddingStore:
         self.stats.texts_from_store += len(hashes) - len(missing)
 
         if missing:
+            self._remember_dim(embedder, kind, dim)
             embed_fn = embedder.embed_queries if kind == "query" else embedder.embed_documents
             bar = progress_bar() if progress else None
             with bar if bar is not None else nullcontext():

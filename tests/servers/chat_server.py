@@ -16,6 +16,9 @@ Failures are scripted: ``server.script([...])`` queues actions consumed one per 
 ``"401"``, ``"404"``, ``"400"``  the matching error
 ``"empty"``     a completion with empty content
 
+``echo_headers="json"`` (or ``"text"``) makes every error answer echo the request's headers in its
+body, credentials first, as some proxies do: queryfit must mask the key.
+
 With the queue empty, ``default`` is used (``"ok"``). ``latency`` seconds are slept before every
 answer, to mimic a model's generation time. Every request is recorded; ``max_in_flight`` is the
 peak of concurrent requests seen.
@@ -31,6 +34,8 @@ from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from servers.echo import error_body
 
 _STOP = set(
     """a an the and or but if of to in on at by for with from as is are was were be been it its
@@ -110,8 +115,10 @@ class ChatServer:
         retry_after: float = 1,
         hang_seconds: float = 5.0,
         default: str = "ok",
+        echo_headers: str | None = None,
     ) -> None:
         self.latency = latency
+        self.echo_headers = echo_headers
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
         self.default = default
@@ -155,14 +162,9 @@ class ChatServer:
                 prompt = body["messages"][-1]["content"]
                 n = n_requested(prompt)
                 questions = questions_for(passage_of(prompt), n)
-                if action == "429":
-                    return self._send(
-                        429,
-                        {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
-                        {"Retry-After": f"{server.retry_after:g}"},
-                    )
-                if action in ("500", "400", "401", "404"):
+                if action in ("429", "500", "400", "401", "404"):
                     messages = {
+                        "429": "Rate limit reached",
                         "500": "internal error",
                         "400": "bad request",
                         # echoes the key, as some servers do: queryfit must mask it
@@ -170,7 +172,8 @@ class ChatServer:
                         + self.headers.get("Authorization", "").removeprefix("Bearer "),
                         "404": f"The model {body.get('model')} does not exist",
                     }
-                    return self._send(int(action), {"error": {"message": messages[action]}})
+                    wait = {"Retry-After": f"{server.retry_after:g}"} if action == "429" else {}
+                    return self._error(int(action), messages[action], wait)
                 if action == "hang":
                     server._stop.wait(server.hang_seconds)
                 if action == "junk":
@@ -199,11 +202,23 @@ class ChatServer:
                     },
                 )
 
-            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None):
-                data = json.dumps(payload).encode()
+            def _error(self, status: int, message: str, headers: dict[str, str]) -> None:
+                payload, kind = error_body(
+                    status, message, self.headers.items(), server.echo_headers
+                )
+                return self._send(status, payload, headers, kind)
+
+            def _send(
+                self,
+                status: int,
+                payload: Any,
+                headers: dict[str, str] | None = None,
+                content_type: str = "application/json",
+            ) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(data)))
                     for key, value in (headers or {}).items():
                         self.send_header(key, value)

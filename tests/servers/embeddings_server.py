@@ -11,6 +11,9 @@ Failures are scripted: ``server.script([...])`` queues actions consumed one per 
 ``"short"`` (fewer vectors than inputs), ``"slow"`` (sleeps ``slow_seconds``), ``"401"``, ``"400"``,
 or ``"ok"``. Every request is recorded (path, headers, JSON body).
 
+``echo_headers="json"`` (or ``"text"``) makes every error answer echo the request's headers in
+its body, credentials first, the way some proxies answer a rejected key: clients must mask them.
+
 Query and document vectors differ when ``input_type`` says so, so tests can see the right type
 was sent: a query vector gets a marker added in its last component.
 """
@@ -28,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
+from servers.echo import error_body
 
 DEFAULT_DIM = 32
 
@@ -52,10 +56,12 @@ class Recorded:
 class ServerState:
     dim: int = DEFAULT_DIM
     retry_after: str | None = "0"
+    retry_after_ms: str | None = None  # also sent with a 429, like OpenAI and Azure do
     slow_seconds: float = 2.0
     latency: float = 0.0  # seconds added to every request, to model a network round trip
     max_inputs: int | None = None  # reject bigger requests with 400, like a real provider
     required_key: str | None = None  # expected bearer / api-key value, if any
+    echo_headers: str | None = None  # "json" / "text": error bodies echo the request headers
     actions: deque = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,15 +82,27 @@ class _Handler(BaseHTTPRequestHandler):
         # client's delayed ACK add ~40 ms to every keep-alive request.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(raw)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        """An error answer; with ``echo_headers`` its body repeats the request's headers."""
+        mode = self.server.state.echo_headers
+        payload, kind = error_body(status, message, self.headers.items(), mode)
+        return self._send(status, payload, headers, kind)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         state = self.server.state
@@ -111,16 +129,18 @@ class _Handler(BaseHTTPRequestHandler):
             given = self.headers.get("Authorization", "").removeprefix("Bearer ")
             given = given or self.headers.get("api-key", "")
             if given != state.required_key:
-                return self._send(401, {"error": {"message": "invalid api key"}})
+                return self._error(401, "invalid api key")
         if action == "429":
             headers = {"Retry-After": state.retry_after} if state.retry_after is not None else {}
-            return self._send(429, {"error": {"message": "rate limited"}}, headers)
+            if state.retry_after_ms is not None:
+                headers["retry-after-ms"] = state.retry_after_ms
+            return self._error(429, "rate limited", headers)
         if action == "500":
-            return self._send(500, {"error": {"message": "internal error"}})
+            return self._error(500, "internal error")
         if action == "401":
-            return self._send(401, {"error": {"message": "invalid api key"}})
+            return self._error(401, "invalid api key")
         if action == "400":
-            return self._send(400, {"error": {"message": "bad request"}})
+            return self._error(400, "bad request")
         if action == "malformed":
             return self._send(200, b'{"data": [{"embedding": [0.1, ')
         if action == "slow":

@@ -110,6 +110,16 @@ class BaseEmbedder:
         """The prefix applied to texts of this kind."""
         return self.query_prefix if check_kind(kind) == "query" else self.document_prefix
 
+    def _key_parts(self, kind: Kind, dim: int | None) -> list[str]:
+        """The parts of the store key; ``dim`` None leaves the size out (see ``setting_key``)."""
+        return [
+            self.model_id,
+            *([f"dim={dim}"] if dim is not None else []),
+            *self._key_options(),
+            *self._kind_options(kind),
+            f"prefix={self.prefix_for(kind)!r}",
+        ]
+
     def store_key(self, kind: Kind) -> str:
         """Deterministic namespace for the store.
 
@@ -117,14 +127,15 @@ class BaseEmbedder:
         vector for a text whether it is a query or a document, so both share one cache entry.
         """
         check_kind(kind)  # before ``dim``, which may load a model or send a probe request
-        parts = [
-            self.model_id,
-            f"dim={self.dim}",
-            *self._key_options(),
-            *self._kind_options(kind),
-            f"prefix={self.prefix_for(kind)!r}",
-        ]
-        return "|".join(parts)
+        return "|".join(self._key_parts(kind, self.dim))
+
+    def setting_key(self, kind: Kind) -> str:
+        """The store key without the vector size, which it never needs to learn.
+
+        Under it the store remembers the size it saw, so that an embedder that would have to
+        probe for its size (see :class:`ProbedDim`) can be told instead.
+        """
+        return "|".join(self._key_parts(check_kind(kind), None))
 
     def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
         """Embed texts of the given kind, applying its prefix."""
@@ -152,15 +163,47 @@ class BaseEmbedder:
         )
 
 
-class CallableEmbedder(BaseEmbedder):
+class ProbedDim:
+    """For embedders whose vector size may only be learnt by embedding one text.
+
+    An API model of unknown size costs one probe request per process to learn it. The store
+    remembers the size it saw for the same setting and hands it over with :meth:`adopt_dim`, so a
+    warm run sends no request at all; a size that no longer holds is caught by the first real
+    call (:func:`check_vectors` against ``dim``).
+    """
+
+    #: Text sent once to discover ``dim`` when it is asked for before any embedding.
+    probe_text = "dimension probe"
+    _dim: int | None = None
+
+    def _probe_dim(self) -> int:
+        """Embed :attr:`probe_text` once and return the vector size."""
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        """Vector size: given, known, told by the store, or learnt from one probe."""
+        if self._dim is None:
+            self._dim = int(self._probe_dim())
+        return self._dim
+
+    @property
+    def dim_known(self) -> bool:
+        """Whether ``dim`` can be answered without a probe."""
+        return self._dim is not None
+
+    def adopt_dim(self, dim: int) -> None:
+        """Take a size learnt elsewhere (the store's memory) instead of probing for it."""
+        if self._dim is None:
+            self._dim = int(dim)
+
+
+class CallableEmbedder(ProbedDim, BaseEmbedder):
     """Wrap a plain function ``list[str] -> array-like`` as an embedder.
 
     Handy for tests and for users whose model lives behind their own code. ``dim`` is discovered by
     the first call when not given, so nothing is computed until needed.
     """
-
-    #: Text sent once to discover ``dim`` when it is asked for before any embedding.
-    probe_text = "dimension probe"
 
     def __init__(
         self,
@@ -187,13 +230,8 @@ class CallableEmbedder(BaseEmbedder):
         self.document_prefix = document_prefix
         self.max_batch_size = max_batch_size
 
-    @property
-    def dim(self) -> int:  # type: ignore[override]
-        """Vector size; one probe call to ``fn`` the first time when it was not given."""
-        if self._dim is None:
-            out = check_vectors(self.fn([self.probe_text]), 1, None, self.model_id)
-            self._dim = int(out.shape[1])
-        return self._dim
+    def _probe_dim(self) -> int:
+        return int(check_vectors(self.fn([self.probe_text]), 1, None, self.model_id).shape[1])
 
     def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
         out = check_vectors(self.fn(list(texts)), len(texts), self._dim, self.model_id)

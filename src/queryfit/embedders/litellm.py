@@ -9,14 +9,13 @@ variables. Install with ``pip install 'queryfit[litellm]'``.
 from __future__ import annotations
 
 import importlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from queryfit.embedders.base import BaseEmbedder, Kind, check_vectors
-from queryfit.embedders.http import RequestStats, check_positive, endpoint_label
+from queryfit._http import env_secrets, mask_secrets
+from queryfit.embedders.base import Kind, check_vectors
+from queryfit.embedders.http import APIEmbedder
 from queryfit.errors import EmbedderError
 
 _INSTALL_HINT = "pip install 'queryfit[litellm]'"
@@ -31,13 +30,17 @@ def _import_litellm() -> Any:
         ) from exc
 
 
-class LiteLLMEmbedder(BaseEmbedder):
+class LiteLLMEmbedder(APIEmbedder):
     """Any embedding model LiteLLM knows, behind queryfit's store and batching.
 
     ``input_types`` maps each kind to the ``input_type`` LiteLLM forwards (for providers that take
     one, e.g. ``{"query": "search_query", "document": "search_document"}``); it is part of the
-    store key. Retries use LiteLLM's own ``num_retries`` (backoff on rate limits and 5xx).
+    store key. Retries use LiteLLM's own ``num_retries`` (backoff on rate limits and 5xx), since
+    LiteLLM sends the requests; its errors are masked like every other outbound call's: the key
+    given here and every credential-like environment variable (where LiteLLM reads its keys).
     """
+
+    provider = "litellm"
 
     def __init__(
         self,
@@ -56,52 +59,31 @@ class LiteLLMEmbedder(BaseEmbedder):
         timeout: float = 60.0,
         **extra: Any,
     ) -> None:
-        model = (model or "").strip()
-        if not model:
+        if not (model or "").strip():
             raise EmbedderError("litellm: empty model name; e.g. litellm:mistral/mistral-embed")
-        check_positive("batch_size", batch_size)
-        check_positive("concurrency", concurrency)
-        for name, value in (("dimensions", dimensions), ("dim", dim)):
-            if value is not None:
-                check_positive(name, value)
+        super().__init__(
+            model,
+            dimensions=dimensions,
+            dim=dim,
+            query_prefix=query_prefix,
+            document_prefix=document_prefix,
+            batch_size=batch_size,
+            concurrency=concurrency,
+        )
         self.litellm = _import_litellm()
-        self.model = model
-        self.model_id = f"litellm:{model}"
         self.base_url = base_url
         self._api_key = api_key
-        self.dimensions = dimensions
-        self._dim = dimensions or dim
-        self.query_prefix = query_prefix
-        self.document_prefix = document_prefix
         self.input_types = dict(input_types or {})
-        self.batch_size = batch_size
-        self.concurrency = concurrency
-        self.max_batch_size = batch_size * concurrency
         self.max_retries = max_retries
         self.timeout = timeout
         self.extra = extra
-        self.stats = RequestStats()
-        self._lock = threading.Lock()
 
-    @property
-    def dim(self) -> int:  # type: ignore[override]
-        """Vector size: given, or learnt from one probe request."""
-        if self._dim is None:
-            self._dim = int(self._call(["dimension probe"], "document").shape[1])
-        return self._dim
-
-    def _key_options(self) -> list[str]:
-        opts = [f"dimensions={self.dimensions}"] if self.dimensions else []
-        if self.base_url:
-            opts.append(f"endpoint={endpoint_label(self.base_url)}")
-        return opts
-
-    def store_key(self, kind: Kind) -> str:
-        """Model, size, endpoint, input type and prefix."""
-        key = super().store_key(kind)
+    def _key_parts(self, kind: Kind, dim: int | None) -> list[str]:
+        """Model, size, endpoint, prefix and input type."""
+        parts = super()._key_parts(kind, dim)
         if kind in self.input_types:
-            key += f"|input_type={self.input_types[kind]}"
-        return key
+            parts.append(f"input_type={self.input_types[kind]}")
+        return parts
 
     def _call(self, texts: list[str], kind: Kind) -> np.ndarray:
         kwargs: dict[str, Any] = {
@@ -119,28 +101,21 @@ class LiteLLMEmbedder(BaseEmbedder):
             kwargs["dimensions"] = self.dimensions
         if kind in self.input_types:
             kwargs["input_type"] = self.input_types[kind]
-        with self._lock:
-            self.stats.requests += 1
+        self.stats.add(requests=1)
         try:
             response = self.litellm.embedding(**kwargs)
         except Exception as exc:  # noqa: BLE001 - LiteLLM raises its own family of errors
+            # Mask before shortening: a key cut in half would escape the mask.
+            said = mask_secrets(f"{type(exc).__name__}: {exc}", [self._api_key, *env_secrets()])
             raise EmbedderError(
-                f"{self.model_id} failed: {type(exc).__name__}: {str(exc)[:300]}; check the model "
+                f"{self.model_id} failed: {' '.join(said.split())[:300]}; check the model "
                 "name and the provider's credentials in the environment"
             ) from None
         data = response["data"] if isinstance(response, dict) else response.data
         vectors = [item["embedding"] if isinstance(item, dict) else item.embedding for item in data]
         out = check_vectors(vectors, len(texts), self._dim, self.model_id)
-        with self._lock:
-            self.stats.texts += len(texts)
+        self.stats.add(texts=len(texts))
         return out
-
-    def _embed(self, texts: list[str], kind: Kind) -> np.ndarray:
-        batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        if len(batches) == 1:
-            return self._call(batches[0], kind)
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches))) as pool:
-            return np.concatenate(list(pool.map(lambda b: self._call(b, kind), batches)))
 
     def __repr__(self) -> str:
         return f"LiteLLMEmbedder(model={self.model!r}, dimensions={self.dimensions!r})"
