@@ -124,6 +124,28 @@ def test_evaluate_with_base_url_uses_the_adapters_model(server, workdir) -> None
     assert report["model_id"] == "openai:toy" and report["queries"] == 20
 
 
+def test_adapter_records_the_endpoint_so_evaluate_needs_no_flags(server, workdir) -> None:
+    """train records the API model's endpoint and dimensions (never the key) in adapter.json;
+    evaluate then finds the same model with only the key from the environment."""
+    model = ["--model", "openai:toy", "--base-url", f"{server.url}/v1", "--dimensions", "24"]
+    trained = run(
+        "train", "--data", "d.json", "--out", "adapter", *model, "--dev-fraction", "0.3",
+        "--epochs", "1", "--json", cwd=workdir, OPENAI_API_KEY=SECRET,
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr
+    meta = (workdir / "adapter" / "adapter.json").read_text()
+    assert SECRET not in meta
+    base = json.loads(meta)["base_model"]
+    assert base["endpoint"] == f"{server.url}/v1" and base["dimensions"] == 24
+    server.reset()
+    result = run(
+        "evaluate", "--data", "d.json", "--adapter", "adapter", "--resamples", "200", "--json",
+        cwd=workdir, OPENAI_API_KEY=SECRET,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["model_calls"] == 0  # the same store entries: same model
+
+
 def test_export_and_import_llamaindex_commands(workdir) -> None:
     pytest.importorskip("torch")
     rng = np.random.default_rng(1)

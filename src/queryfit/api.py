@@ -241,6 +241,11 @@ class _Cost:
         return self.stats.texts_embedded - self.start["texts_embedded"]
 
 
+def _dim_known(embedder: Embedder) -> bool:
+    """Whether the model's vector size is known without a request (local models: loading)."""
+    return bool(getattr(embedder, "dim_known", True))
+
+
 def _check_size(dataset: QADataset) -> None:
     n = len(dataset.queries)
     if n < MIN_TRAIN_QUERIES:
@@ -419,12 +424,14 @@ def evaluate(
             "on the difference (a few hundred give a useful one); add held-out questions"
         )
     embedder = embedder_for(adapter, model)
-    if not force:
-        check_fits(adapter, embedder.model_id, embedder.dim)
+    if not force:  # the size is checked once known: asking an API model would cost a request
+        check_fits(adapter, embedder.model_id, embedder.dim if _dim_known(embedder) else None)
     overlap = training_overlap(adapter.data, dataset)
     store = _as_store(store)
     cost = _Cost(store)
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    if not force:
+        check_fits(adapter, embedder.model_id, vectors.dim)
     # With details, the same search also gives each relevant passage's exact rank.
     rank_docs = relevant_rows(vectors) if details else None
     base = evaluate_retrieval(

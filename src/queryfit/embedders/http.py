@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -130,6 +131,19 @@ class APIEmbedder(ProbedDim, BaseEmbedder):
 
     def _is_default_endpoint(self) -> bool:
         return False
+
+    @property
+    def recorded_endpoint(self) -> str | None:
+        """What an adapter records of this model's endpoint, so ``evaluate`` and ``serve`` find
+        it again: scheme, host, port and path, never credentials or a query string; ``None`` for
+        the provider's own endpoint."""
+        if not self.base_url or self._is_default_endpoint():
+            return None
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
 
     def _key_options(self) -> list[str]:
         """Settings that change vectors; the endpoint is one, unless it is the provider's own."""
