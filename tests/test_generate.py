@@ -240,6 +240,24 @@ def test_openai_without_a_key_is_a_user_error(monkeypatch):
         get_generator("openai:m", base_url="localhost:8000")
 
 
+def test_a_slow_local_writer_says_how_long_before_it_starts(tmp_path, capsys):
+    """A generator that declares its measured speed (SmolLM2 does) gets an estimate printed
+    before the first passage; a fast one, or a resumed run with little left, gets none."""
+
+    class Slow(HeuristicGenerator):
+        seconds_per_passage = 30.0
+
+    texts = [f"Passage number {i} talks about topic {i} in some detail here." for i in range(6)]
+    passages = [Passage(passage_id(t), t, "x.txt") for t in texts]
+    generate_pairs(passages, Slow(), journal=tmp_path / "j.jsonl", progress=True)
+    err = capsys.readouterr().err
+    assert "about 3 min for 6 passages" in " ".join(err.split())
+    generate_pairs(passages, Slow(), journal=tmp_path / "j.jsonl", progress=True)
+    assert "min for" not in capsys.readouterr().err  # nothing left to write
+    generate_pairs(passages, "heuristic", journal=tmp_path / "k.jsonl", progress=True)
+    assert "min for" not in capsys.readouterr().err
+
+
 def test_heuristic_pairs_are_deterministic_and_resume_from_the_journal(tmp_path):
     from pydoc_data.topics import topics
 

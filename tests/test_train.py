@@ -122,7 +122,7 @@ def test_bad_settings_are_named():
     train, _ = split(synthetic())
     with pytest.raises(TrainingError, match="unknown loss"):
         fit_adapter(train, TrainConfig(loss="triplet"))
-    with pytest.raises(TrainingError, match="lr must be positive"):
+    with pytest.raises(TrainingError, match=r"lr \(--lr\) must be a number above 0"):
         fit_adapter(train, TrainConfig(lr=0))
     with pytest.raises(TrainingError, match="unknown adapter type"):
         fit_adapter(train, TrainConfig(adapter_type="transformer", epochs=1))

@@ -31,6 +31,7 @@ _EXPORTS = {
     "load_llamaindex_adapter": "adapters.convert",
     "EmbeddingStore": "store",
     "TrainConfig": "training",
+    "GenerateConfig": "generation",
     "QueryfitError": "errors",
 }
 

@@ -237,6 +237,8 @@ def _run_generation(
     stats.from_journal = len(passages) - len(todo)
     if not todo:
         return
+    if progress:
+        _print_estimate(gen, len(todo), workers)
     status = _Status()
     bar = None
     if progress:
@@ -328,6 +330,25 @@ def _run_generation(
             stats.waited_seconds = round(after["waited_seconds"] - before["waited_seconds"], 2)
         else:
             stats.requests = stats.generated + stats.failed
+
+
+def _print_estimate(gen: QuestionGenerator, passages: int, workers: int) -> None:
+    """Say up front how long a slow (local) question writer will take, so nobody waits blind."""
+    per = getattr(gen, "seconds_per_passage", None)
+    if not per:
+        return
+    minutes = per * passages / workers / 60
+    if minutes < 1:
+        return
+    from rich.console import Console
+
+    Console(stderr=True).print(
+        f"{gen.name}: about {minutes:.0f} min for {passages} passages (about {per:.0f} s each, "
+        "measured on a 2-core CPU); stop any time: finished passages are kept and a rerun "
+        "continues",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def assemble(

@@ -84,8 +84,8 @@ class TrainConfig:
             )
             if not ok:
                 kind = "a whole number" if integral else "a number"
-                side = f"above {low:g}" if low_open else f"at least {low:g}"
-                _bad(name, value, f"{kind} {side} and at most {high:g}")
+                side = f"above {_shown(low)}" if low_open else f"from {_shown(low)}"
+                _bad(name, value, f"{kind} {side} up to {_shown(high)}")
         if self.cv_folds == 1:
             _bad("cv_folds", 1, "0 (one dev split) or at least 2 folds")
         if not self.blend_grid or any(
@@ -132,6 +132,10 @@ _INTEGERS = {
     "hard_negatives",
     "seed",
 }
+
+
+def _shown(number: float) -> str:
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:g}"
 
 
 def _bad(name: str, value: Any, want: str) -> None:
