@@ -33,3 +33,7 @@ class TrainingError(QueryfitError):
 
 class GenerationError(QueryfitError):
     """Questions cannot be generated: bad LLM settings or prompt, or an unreachable endpoint."""
+
+
+class BackendError(QueryfitError):
+    """A compute backend (Ray) is missing, unreachable, or set up wrongly."""
