@@ -10,6 +10,7 @@ from rich.markup import escape
 from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
     DEFAULTS,
+    BackendOpt,
     ChunkOpt,
     ConcurrencyOpt,
     ConsistencyOpt,
@@ -24,6 +25,8 @@ from queryfit.cli.options import (
     PerPassageOpt,
     PromptOpt,
     QuietOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
     RetriesOpt,
     StoreOpt,
     TimeoutOpt,
@@ -64,6 +67,9 @@ def generate(
     ),
     seed: int = typer.Option(0, help="Random seed (offline generators are deterministic)."),
     store: Path = StoreOpt,
+    backend: str = BackendOpt,
+    ray_address: str = RayAddressOpt,
+    ray_workers: int = RayWorkersOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -73,10 +79,15 @@ def generate(
     duplicates, copied spans and odd lengths, and saves the dataset. Progress is journaled as it
     goes: after an interrupt, the same command continues where it stopped.
 
+    With `--backend ray` a pool of Ray actors writes the questions (`--concurrency` requests per
+    actor; API keys from the actors' environment); the journal stays here, so reruns resume.
+
     Example: `queryfit generate --docs ./my-docs --out pairs.json --llm openai:gpt-4o-mini`
     """
     from queryfit import api
+    from queryfit.distributed import resolve_backend
 
+    ray = resolve_backend(backend, address=ray_address, workers=ray_workers)
     report = api.generate(
         docs,
         out=pairs_out,
@@ -98,6 +109,7 @@ def generate(
         passages_out=passages_out,
         seed=seed,
         progress=not (quiet or as_json),
+        backend=ray if ray is not None else "local",
     )
     if as_json:
         return emit_json(report.to_dict())

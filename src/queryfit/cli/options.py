@@ -84,6 +84,25 @@ ConsistencyOpt = typer.Option(
 MaxCopiedOpt = typer.Option(
     10, help="Drop questions copying this many consecutive words of the passage."
 )
+BackendOpt = typer.Option(
+    "local",
+    "--backend",
+    help="Where the model calls run: local (this process) or ray (a Ray actor pool; "
+    "pip install 'queryfit[ray]'). The store and journal stay here either way.",
+)
+RayAddressOpt = typer.Option(
+    None,
+    "--ray-address",
+    help="Ray cluster to join with --backend ray: auto, or ray://HEAD:10001 [default: "
+    "$RAY_ADDRESS, else a local Ray instance for this run].",
+    show_default=False,
+)
+RayWorkersOpt = typer.Option(
+    None,
+    "--ray-workers",
+    help="Ray actors, each loading the model once [default: one per CPU of the cluster].",
+    show_default=False,
+)
 
 
 def filter_config(consistency_k: int | None, max_copied_words: int) -> Any:

@@ -11,12 +11,15 @@ from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
     DEFAULTS,
     ApiKeyOpt,
+    BackendOpt,
     BaseUrlOpt,
     DataOpt,
     DimensionsOpt,
     JsonOpt,
     ModelOpt,
     QuietOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
     ReportOpt,
     StoreOpt,
 )
@@ -33,18 +36,37 @@ def embed(
     dimensions: int = DimensionsOpt,
     api_key: str = ApiKeyOpt,
     store: Path = StoreOpt,
+    backend: str = BackendOpt,
+    ray_address: str = RayAddressOpt,
+    ray_workers: int = RayWorkersOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Embed a dataset's queries and passages into the store (each text once, ever).
 
+    With `--backend ray` the texts the store lacks are embedded by a pool of Ray actors, each
+    loading the model once; this process keeps the store, so an interrupted run resumes.
+
     Example: `queryfit embed --data train.json --model sentence-transformers:all-MiniLM-L6-v2`
     """
     from queryfit import api
     from queryfit.cli.model_options import resolve_model
+    from queryfit.distributed import resolve_backend
 
-    model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
-    report = api.embed(data, model=model, store=store, progress=not (quiet or as_json))
+    ray = resolve_backend(backend, address=ray_address, workers=ray_workers)
+    progress = not (quiet or as_json)
+    if ray is None:
+        model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
+        report = api.embed(data, model=model, store=store, progress=progress)
+    else:
+        # The spec and its options travel to the workers (never the key); checked here first.
+        options = {"base_url": base_url, "dimensions": dimensions, "api_key": api_key}
+        options = {k: v for k, v in options.items() if v is not None}
+        if "api_key" not in options:
+            resolve_model(model, base_url=base_url, dimensions=dimensions)
+        report = api.embed(
+            data, model=model, model_options=options, store=store, progress=progress, backend=ray
+        )
     if as_json:
         return emit_json(report.to_dict())
     out.print(
