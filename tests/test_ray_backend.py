@@ -138,6 +138,33 @@ def test_ray_embeds_only_what_the_store_lacks_and_equals_local(ray_local, embed_
     assert np.array_equal(got.docs, want.docs) and np.array_equal(got.queries, want.queries)
 
 
+@pytest.mark.slow
+def test_a_run_stopped_by_a_worker_error_keeps_its_batches_and_resumes(
+    ray_local, embed_server, tmp_path
+):
+    data = dataset(40, 8)
+    model = "openai:toy-embed"
+    # One request of 8 texts per store batch, and one worker: the batches go in order.
+    options = {"base_url": f"{embed_server.url}/v1", "batch_size": 8, "concurrency": 1}
+    texts = list(data.corpus.values()) + list(data.queries.values())
+    embed_server.reset()
+    # Two size probes (one to key the store, one in the worker) and the first batch are
+    # answered; then the provider refuses the key.
+    embed_server.script(["ok"] * 3 + ["401"] * 20)
+    with EmbeddingStore(tmp_path / "ray.sqlite") as store:
+        with pytest.raises(EmbedderError, match=r"^on a Ray worker: .*HTTP 401"):
+            api.embed(data, model=model, model_options=options, store=store, progress=False,
+                      backend=RayBackend(workers=1))  # fmt: skip
+        assert store.count() == 8  # the answered batch was committed as it arrived
+        stored = set(sent_texts(embed_server)[:8])
+        embed_server.reset()
+        report = api.embed(
+            data, model=model, model_options=options, store=store, backend="ray", progress=False
+        )
+        assert report.texts_from_store == 8 and report.texts_embedded == len(texts) - 8
+        assert sorted(sent_texts(embed_server)) == sorted(set(texts) - stored)
+
+
 def test_a_model_missing_on_the_workers_is_one_line(ray_local, tmp_path):
     with pytest.raises(EmbedderError, match=r"^on a Ray worker: model folder /nonexistent/m"):
         api.embed(dataset(4, 2), model="sentence-transformers:/nonexistent/m",

@@ -33,8 +33,10 @@ from queryfit.distributed.backend import (
 from queryfit.embedders.base import KINDS, Kind, check_kind, check_vectors
 from queryfit.errors import BackendError, EmbedderError, QueryfitError
 
-#: Most model batches per Ray Data block: the driver commits one block at a time, so this bounds
-#: the work an interrupt can lose, while keeping the number of blocks (and their overhead) small.
+#: Most model batches per Ray Data block. The driver commits what one actor task returns (a
+#: block, or two small ones bundled up to a model batch), so this bounds the work an interrupt
+#: can lose, while keeping the number of blocks (and their overhead) small; with little work,
+#: blocks of one batch spread it over the pool (about 4 blocks per worker).
 MAX_BATCHES_PER_BLOCK = 16
 
 
@@ -160,7 +162,8 @@ class RayEmbedRunner:
             return
         workers = pool_size(ray, self.backend, math.ceil(n / batch_size))
         per_block = batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, n // (batch_size * workers * 4)))
-        # Built on the driver (from_arrow would start a task per table just to read its schema).
+        # Built on the driver, split evenly into blocks of at most per_block rows (from_arrow
+        # would start a task per table just to read its schema).
         items = [{"row": i, "text": t} for i, t in enumerate(texts)]
         dataset = ray.data.from_items(items, override_num_blocks=math.ceil(n / per_block))
         dataset = dataset.map_batches(
