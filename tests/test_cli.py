@@ -90,8 +90,11 @@ def test_train_then_evaluate_with_json(workdir):
         (["evaluate", "--data", "test.json", "--adapter", "nowhere"], "not an adapter folder"),
         (["train", "--data", "train.json", "--out", "a", "--model", "bogus:thing"], "bogus"),
         (["train", "--data", "train.json", "--out", "a", "--split-by", "topic"], "--split-by"),
-        (["train", "--data", "train.json", "--out", "a", "--adapter", "cubic"], "cubic"),
-        (["train", "--data", "train.json", "--out", "a", "--lr", "0"], "lr (--lr) must be a number above 0"),
+        (["train", "--data", "train.json", "--out", "a", "--adapter-type", "cubic"], "cubic"),
+        (
+            ["train", "--data", "train.json", "--out", "a", "--lr", "0"],
+            "lr (--lr) must be a number above 0",
+        ),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(workdir, args, message):
@@ -147,5 +150,8 @@ def test_help_shows_examples(workdir):
 def test_bad_training_setting_fails_before_any_embedding(workdir):
     result = run("train", "--data", "train.json", "--out", "a", "--batch-size", "0",
                  "--store", "untouched.sqlite", cwd=workdir)  # fmt: skip
-    assert result.returncode == 2 and "batch_size (--batch-size) must be a whole number from 1" in result.stderr
+    assert (
+        result.returncode == 2
+        and "batch_size (--batch-size) must be a whole number from 1" in result.stderr
+    )
     assert not (workdir / "untouched.sqlite").exists()  # nothing was embedded first

@@ -18,6 +18,7 @@ import numpy as np
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
 from queryfit.adapters.record import BaseModel, DataFacts, EmbeddingCost
 from queryfit.data import QADataset, load_dataset
+from queryfit.distributed.backend import RayBackend, resolve_backend
 from queryfit.embedders import Embedder, get_embedder
 from queryfit.errors import AdapterError, EvaluationError, TrainingError
 from queryfit.evaluation import (
@@ -291,11 +292,33 @@ def embed(
     model: str | Embedder | None = None,
     store: StoreLike = None,
     progress: bool = True,
+    model_options: dict[str, Any] | None = None,
+    backend: str | RayBackend = "local",
 ) -> EmbedResult:
-    """Embed every query and passage of ``data`` into the store, so later runs make no calls."""
-    dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
+    """Embed every query and passage of ``data`` into the store, so later runs make no calls.
+
+    ``model_options`` go to :func:`get_embedder` with ``model`` (``base_url``, ``dimensions``,
+    ``batch_size``, prefixes...). ``backend="ray"`` (or a ``RayBackend`` with an address and a
+    pool size) embeds the texts the store lacks on Ray workers, each loading the model once from
+    ``model`` (a spec string) and ``model_options`` (no ``api_key``: workers read their own
+    environment); this process keeps the store and writes each batch as it arrives.
+    """
+    dataset, store = _as_dataset(data), _as_store(store)
+    ray_backend = resolve_backend(backend)
+    if ray_backend is not None:
+        from queryfit.distributed.embed import ray_embedding
+
+        with ray_embedding(ray_backend, model, model_options) as (remote, runner):
+            return _embed(dataset, remote, store, progress, runner)
+    embedder = get_embedder(model, **(model_options or {}))
+    return _embed(dataset, embedder, store, progress, None)
+
+
+def _embed(
+    dataset: QADataset, embedder: Any, store: EmbeddingStore, progress: bool, runner: Any
+) -> EmbedResult:
     cost = _Cost(store)
-    embed_dataset(dataset, embedder, store, progress=progress)
+    embed_dataset(dataset, embedder, store, progress=progress, runner=runner)
     spent = cost.spent()
     return EmbedResult(
         embedder.model_id,

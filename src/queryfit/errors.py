@@ -58,3 +58,7 @@ def require_extra(module: str, extra: str, what: str) -> None:
             f"{what} needs {module.split('.')[0].replace('_', '-')}; install it with "
             f"`pip install 'queryfit[{extra}]'`"
         ) from exc
+
+
+class BackendError(QueryfitError):
+    """A compute backend (Ray) is missing, unreachable, or set up wrongly."""

@@ -11,7 +11,7 @@ import hashlib
 import os
 import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,6 +26,8 @@ from queryfit.errors import StoreError
 SCHEMA_VERSION = 1
 ENV_VAR = "QUERYFIT_STORE"
 DEFAULT_RELATIVE_PATH = Path(".queryfit") / "embeddings.sqlite"
+#: ``runner(missing_texts, kind, batch_size)``: embeds elsewhere, yields (positions, vectors).
+Runner = Callable[[list[str], Kind, int], Iterable[tuple[Sequence[int], Any]]]
 #: Keys per ``IN (...)`` lookup: below SQLite's historic limit of 999 bound variables.
 LOOKUP_CHUNK = 900
 
@@ -310,11 +312,16 @@ class EmbeddingStore:
         batch_size: int | None = None,
         progress: bool = True,
         description: str | None = None,
+        runner: Runner | None = None,
     ) -> np.ndarray:
         """Vectors for ``texts`` in input order, float32 ``[len(texts), dim]``.
 
         Only texts not yet stored (or whose stored entry is damaged) go to the model, each distinct
         text once, in batches committed one by one.
+
+        ``runner(missing_texts, kind, batch_size)`` embeds the missing texts elsewhere (the Ray
+        backend, ``queryfit.distributed``) and yields ``(positions in missing_texts, vectors)``
+        as batches finish, in any order; each is checked and committed here as it arrives.
         """
         check_kind(kind)
         if isinstance(texts, str):
@@ -374,17 +381,39 @@ class EmbeddingStore:
                 if bar is not None:
                     label = description or f"Embedding {kind}s ({model_id})"
                     task = bar.add_task(label, total=len(missing))
-                for start in range(0, len(missing), batch_size):
-                    idx = missing[start : start + batch_size]
-                    batch = [unique_texts[j] for j in idx]
-                    self.stats.model_calls += 1
-                    vectors = check_vectors(embed_fn(batch), len(batch), dim, model_id)
-                    self._write(ns_id, [hashes[j] for j in idx], vectors)
-                    result[idx] = vectors
-                    self.stats.texts_embedded += len(batch)
-                    if bar is not None:
-                        bar.advance(task, len(batch))
+                todo = [unique_texts[j] for j in missing]
+                batches = (
+                    self._model_batches(embed_fn, todo, batch_size)
+                    if runner is None
+                    else runner(todo, kind, batch_size)
+                )
+                try:
+                    for positions, output in batches:
+                        idx = [missing[p] for p in positions]
+                        if runner is not None:
+                            self.stats.model_calls += 1
+                        vectors = check_vectors(output, len(idx), dim, model_id)
+                        self._write(ns_id, [hashes[j] for j in idx], vectors)
+                        result[idx] = vectors
+                        self.stats.texts_embedded += len(idx)
+                        if bar is not None:
+                            bar.advance(task, len(idx))
+                finally:
+                    close = getattr(batches, "close", None)
+                    if close is not None:
+                        close()  # stop a remote runner's work at once on an error
         return result[inverse]
+
+    def _model_batches(
+        self, embed_fn: Callable[[list[str]], Any], texts: list[str], batch_size: int
+    ) -> Iterator[tuple[range, Any]]:
+        """The local runner: the model called here, one batch at a time."""
+        for start in range(0, len(texts), batch_size):
+            self.stats.model_calls += 1
+            yield (
+                range(start, min(start + batch_size, len(texts))),
+                embed_fn(texts[start : start + batch_size]),
+            )
 
     def _write(self, ns_id: int, hashes: list[bytes], vectors: np.ndarray) -> None:
         """Store one batch in its own transaction, replacing any damaged entry."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from queryfit.data import QADataset
 from queryfit.embedders import Embedder
-from queryfit.store import EmbeddingStore
+from queryfit.store import EmbeddingStore, Runner
 
 
 @dataclass
@@ -70,8 +70,12 @@ def embed_dataset(
     store: EmbeddingStore,
     *,
     progress: bool = True,
+    runner: Runner | None = None,
 ) -> RetrievalVectors:
-    """Embed a dataset's queries and passages through the store (cached texts cost nothing)."""
+    """Embed a dataset's queries and passages through the store (cached texts cost nothing).
+
+    ``runner`` embeds the texts the store lacks elsewhere (see :meth:`EmbeddingStore.embed`).
+    """
     query_ids, doc_ids = list(dataset.queries), list(dataset.corpus)
     docs = store.embed(
         embedder,
@@ -79,6 +83,7 @@ def embed_dataset(
         "document",
         progress=progress,
         description="embedding passages",
+        runner=runner,
     )
     queries = store.embed(
         embedder,
@@ -86,6 +91,7 @@ def embed_dataset(
         "query",
         progress=progress,
         description="embedding queries",
+        runner=runner,
     )
     return RetrievalVectors(
         queries=queries,

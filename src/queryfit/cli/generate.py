@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
+    BACKEND,
     GENERATE,
     MODEL,
     TRAIN,
@@ -26,7 +28,7 @@ from queryfit.generation.config import GenerateConfig
 
 @app.command()
 @user_errors
-@flags(MODEL, GENERATE)
+@flags(MODEL, GENERATE, BACKEND)
 def generate(
     docs: Path = DocsOpt,
     pairs_out: Path = typer.Option(
@@ -48,6 +50,7 @@ def generate(
     quiet: bool = QuietOpt,
     model: ModelChoice = None,
     generation: GenerateConfig = None,
+    backend: Any = None,  # a RayBackend, or None for this process
 ) -> None:
     """Write (question, passage) pairs for a folder of documents; rerun to resume.
 
@@ -55,6 +58,9 @@ def generate(
     questions about each passage, filters duplicates, copied spans and odd lengths, and saves the
     dataset. Progress is journaled as it goes: after an interrupt, the same command continues
     where it stopped.
+
+    With `--backend ray` a pool of Ray actors writes the questions (`--concurrency` requests per
+    actor; API keys from the actors' environment); the journal stays here, so reruns resume.
 
     Example: `queryfit generate --docs ./my-docs --out pairs.json --llm openai:gpt-4o-mini`
     """
@@ -70,6 +76,7 @@ def generate(
         journal=journal,
         passages_out=passages_out,
         progress=not (quiet or as_json),
+        backend=backend if backend is not None else "local",
     )
     if as_json:
         return emit_json(result.to_dict())

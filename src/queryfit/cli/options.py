@@ -450,6 +450,42 @@ GENERATE = FlagGroup(
     ),
     _generation,
 )
+BackendOpt = typer.Option(
+    "local",
+    "--backend",
+    help="Where the model calls run: local (this process) or ray (a Ray actor pool; "
+    "pip install 'queryfit[ray]'). The store and journal stay here either way.",
+)
+RayAddressOpt = typer.Option(
+    None,
+    "--ray-address",
+    help="Ray cluster to join with --backend ray: auto, or ray://HEAD:10001 [default: "
+    "$RAY_ADDRESS, else a local Ray instance for this run].",
+    show_default=False,
+)
+RayWorkersOpt = typer.Option(
+    None,
+    "--ray-workers",
+    help="Ray actors, each loading the model once [default: one per CPU of the cluster].",
+    show_default=False,
+)
+
+
+def _backend(backend: str, ray_address: str | None, ray_workers: int | None) -> Any:
+    from queryfit.distributed import resolve_backend
+
+    return resolve_backend(backend, address=ray_address, workers=ray_workers)
+
+
+BACKEND = FlagGroup(
+    "backend",
+    (
+        Flag("backend", str, BackendOpt),
+        Flag("ray_address", str, RayAddressOpt),
+        Flag("ray_workers", int, RayWorkersOpt),
+    ),
+    _backend,
+)
 
 
 def llm_flags_compat(model: ModelChoice, generation: GenerateConfig) -> None:

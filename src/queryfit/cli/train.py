@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
+    BACKEND,
     MODEL,
     TRAIN,
     AdapterOpt,
@@ -27,21 +29,39 @@ from queryfit.cli.render import comparison_table, print_coverage, print_trained
 
 @app.command()
 @user_errors
-@flags(MODEL)
+@flags(MODEL, BACKEND)
 def embed(
     data: Path = DataOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     model: ModelChoice = None,
+    backend: Any = None,  # a RayBackend, or None for this process
 ) -> None:
     """Embed a dataset's queries and passages into the store (each text once, ever).
+
+    With `--backend ray` the texts the store lacks are embedded by a pool of Ray actors, each
+    loading the model once; this process keeps the store, so an interrupted run resumes.
 
     Example: `queryfit embed --data train.json --model sentence-transformers:all-MiniLM-L6-v2`
     """
     from queryfit import api
 
-    result = api.embed(data, model=model.resolve(), store=store, progress=not (quiet or as_json))
+    progress = not (quiet or as_json)
+    if backend is None:
+        result = api.embed(data, model=model.resolve(), store=store, progress=progress)
+    else:
+        # The spec and its options travel to the workers (never the key); checked here first.
+        if model.api_key is None:
+            model.resolve()
+        result = api.embed(
+            data,
+            model=model.model,
+            model_options=model.options,
+            store=store,
+            progress=progress,
+            backend=backend,
+        )
     if as_json:
         return emit_json(result.to_dict())
     out.print(

@@ -122,20 +122,23 @@ class GenerateConfig:
                 f"({self.chunk_tokens})"
             )
 
+    def generator_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``generators.get_generator`` these settings give."""
+        return {
+            "base_url": self.llm_base_url,
+            "api_key": self.llm_api_key,
+            "prompt": self.prompt,
+            "concurrency": self.concurrency,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "temperature": self.temperature,
+        }
+
     def generator(self) -> Any:
         """The question writer these settings describe (see ``generators.get_generator``)."""
         from queryfit.generation.generators import get_generator
 
-        return get_generator(
-            self.llm,
-            base_url=self.llm_base_url,
-            api_key=self.llm_api_key,
-            prompt=self.prompt,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            temperature=self.temperature,
-        )
+        return get_generator(self.llm, **self.generator_options())
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting but the key, JSON-ready."""

@@ -15,7 +15,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -44,6 +44,11 @@ from queryfit.generation.filters import (
 from queryfit.generation.generators import QuestionGenerator, get_generator
 from queryfit.generation.journal import Journal, setting_hash
 from queryfit.generation.llm import RequestFailed
+
+#: ``runner(passages, n, seed)``: writes questions elsewhere (the Ray backend), yielding
+#: ``(passage, questions or RequestFailed)`` as each finishes.
+Outcome = list[str] | RequestFailed
+Runner = Callable[[Sequence[Passage], int, int], Iterable[tuple[Passage, Outcome]]]
 
 #: Stop early when this many passages in a row failed before any succeeded: the endpoint or the
 #: model is wrong, and trying every passage would only waste time (and money).
@@ -168,13 +173,16 @@ def generate_pairs(
     seed: int = 0,
     progress: bool = True,
     on_passage: Callable[[str], None] | None = None,
+    runner: Runner | None = None,
 ) -> GenerateResult:
     """Generate, filter and assemble pairs for ``passages``; resumes from the journal.
 
     ``journal`` is a path or an open :class:`Journal`; by default it is
     ``<journal_dir>/<setting hash>.jsonl`` with ``journal_dir`` next to the store. ``embedder``
     (and ``store``) are needed only for the consistency filter. ``on_passage(passage_id)`` is
-    called after each passage is recorded (tests use it to interrupt a run).
+    called after each passage is recorded (tests use it to interrupt a run). ``runner(todo, n,
+    seed)`` writes the questions elsewhere (the Ray backend, ``queryfit.distributed``), yielding
+    ``(passage, questions or RequestFailed)`` as they finish; they are journaled here.
     """
     if questions_per_passage < 1:
         raise GenerationError(
@@ -200,7 +208,16 @@ def generate_pairs(
     stats = GenerationStats(passages=len(passages))
     try:
         _run_generation(
-            passages, gen, jr, stats, questions_per_passage, workers, seed, progress, on_passage
+            passages,
+            gen,
+            jr,
+            stats,
+            questions_per_passage,
+            workers,
+            seed,
+            progress,
+            on_passage,
+            runner,
         )
     finally:
         if own_journal:
@@ -232,6 +249,7 @@ def _run_generation(
     seed: int,
     progress: bool,
     on_passage: Callable[[str], None] | None,
+    runner: Runner | None = None,
 ) -> None:
     todo = [p for p in passages if p.id not in jr]
     stats.from_journal = len(passages) - len(todo)
@@ -246,7 +264,8 @@ def _run_generation(
 
         bar = progress_bar(TextColumn("{task.fields[status]}"))
     start = time.perf_counter()
-    chat_stats = getattr(getattr(gen, "client", None), "stats", None)
+    counted = runner if runner is not None else getattr(gen, "client", None)  # whose calls
+    chat_stats = getattr(counted, "stats", None)
     before = chat_stats.to_dict() if chat_stats is not None else None
     failures: Counter[str] = Counter()
     consecutive_failures = 0
@@ -262,38 +281,58 @@ def _run_generation(
         pending[future] = passage
         return True
 
+    def finish(passage: Passage, outcome: list[str] | RequestFailed) -> None:
+        """Record a finished passage in the journal, or count its failure."""
+        nonlocal consecutive_failures
+        if isinstance(outcome, RequestFailed):
+            failures[outcome.reason] += 1
+            stats.failed += 1
+            consecutive_failures += 1
+            if consecutive_failures >= FAIL_FAST_AFTER and stats.generated == 0:
+                raise GenerationError(
+                    f"the first {consecutive_failures} passages all failed with "
+                    f"{gen.name} ({outcome}); check --llm, --base-url and that the "
+                    "server is up, then rerun (finished passages are kept)"
+                ) from None
+        else:
+            consecutive_failures = 0
+            meta = {"source": passage.source}
+            if passage.page is not None:
+                meta["page"] = passage.page
+            jr.record(passage.id, outcome, **meta)
+            stats.generated += 1
+            if on_passage is not None:
+                on_passage(passage.id)
+
     def step(task: Any) -> None:
         """Wait for finished passages, record them, keep the pipeline full."""
-        nonlocal consecutive_failures
         done, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
         if bar is not None:
             bar.update(task, status=status.text())
         for future in done:
             passage = pending.pop(future)
             try:
-                questions = future.result()
+                outcome = future.result()
             except RequestFailed as exc:
-                failures[exc.reason] += 1
-                stats.failed += 1
-                consecutive_failures += 1
-                if consecutive_failures >= FAIL_FAST_AFTER and stats.generated == 0:
-                    raise GenerationError(
-                        f"the first {consecutive_failures} passages all failed with "
-                        f"{gen.name} ({exc}); check --llm, --base-url and that the "
-                        "server is up, then rerun (finished passages are kept)"
-                    ) from None
-            else:
-                consecutive_failures = 0
-                meta = {"source": passage.source}
-                if passage.page is not None:
-                    meta["page"] = passage.page
-                jr.record(passage.id, questions, **meta)
-                stats.generated += 1
-                if on_passage is not None:
-                    on_passage(passage.id)
+                outcome = exc
+            finish(passage, outcome)
             if bar is not None:
                 bar.advance(task)
             submit_next()
+
+    def run_remote(task: Any) -> None:
+        """Record what the runner's workers finish, as it arrives."""
+        assert runner is not None
+        results = runner(todo, n, seed)
+        try:
+            for passage, outcome in results:
+                finish(passage, outcome)
+                if bar is not None:
+                    bar.advance(task)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # stop the workers at once on an error or an interrupt
 
     try:
         with bar if bar is not None else nullcontext():
@@ -304,11 +343,14 @@ def _run_generation(
                     label, total=len(passages), completed=stats.from_journal, status=""
                 )
             try:
-                for _ in range(workers * 2):  # keep the pipeline full, never queue everything
-                    if not submit_next():
-                        break
-                while pending:
-                    step(task)
+                if runner is not None:
+                    run_remote(task)
+                else:
+                    for _ in range(workers * 2):  # keep the pipeline full, never queue all
+                        if not submit_next():
+                            break
+                    while pending:
+                        step(task)
                 if bar is not None:
                     bar.update(task, status=status.text())
             except BaseException:
@@ -434,6 +476,7 @@ def generate(
     journal: str | Path | None = None,
     passages_out: str | Path | None = None,
     progress: bool = True,
+    backend: Any = "local",
     **settings: Any,
 ) -> GenerateResult:
     """Turn a folder of documents into a QA dataset of generated (question, passage) pairs.
@@ -448,16 +491,28 @@ def generate(
     change its fields (``llm="openai:gpt-4o-mini"``, ``questions_per_passage=3``...). Rerunning
     the same call resumes: passages already in the journal are not asked again.
 
+    ``backend="ray"`` (or a ``queryfit.distributed.RayBackend``) writes the questions on Ray
+    workers, each building the generator once (``concurrency`` requests in flight per worker;
+    keys from the workers' environment, so no ``api_key``); this process keeps the journal, so
+    the result is the local backend's and reruns resume the same way.
+
     Example::
 
         result = generate("./my-docs", out="pairs.json", llm="openai:gpt-4o-mini")
         print(result.filters.summary())
     """
+    from queryfit.distributed.backend import resolve_backend
     from queryfit.embedders import get_embedder
 
     config = GenerateConfig.of(config, **settings)
     config.validate()
     gen = config.generator()
+    runner = None
+    ray_backend = resolve_backend(backend)
+    if ray_backend is not None:
+        from queryfit.generation.ray_pool import ray_generation_runner
+
+        runner = ray_generation_runner(ray_backend, config.llm, gen, config.generator_options())
     loaded: LoadResult | None = None
     chunking: dict[str, Any] | None = None
     if isinstance(docs, str | Path):
@@ -488,6 +543,7 @@ def generate(
         store=store,
         seed=config.seed,
         progress=progress,
+        runner=runner,
     )
     result.documents = loaded.to_dict() if loaded is not None else None
     result.chunking = chunking
