@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from queryfit import _io
 from queryfit.adapters.base import Adapter
 from queryfit.adapters.io import save_adapter, write_json_atomic
 from queryfit.errors import AdapterError
@@ -217,13 +218,14 @@ def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") ->
     if format == "npy":
         for name, array in arrays.items():
             path = out / f"{name}.npy"
-            np.save(path, array, allow_pickle=False)
+            with _io.atomic_file(path, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
             written.append(path)
     else:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         path = out / MATRIX_FILE
-        save_file(arrays, str(path), metadata={"format": "queryfit-adapter-export"})
+        _io.write_bytes(path, save(arrays, metadata={"format": "queryfit-adapter-export"}))
         written.append(path)
     info = {
         "type": "residual_mlp" if adapter.kind == "residual_mlp" else "affine",
@@ -275,14 +277,15 @@ def _export_llamaindex(adapter: Adapter, out: Path) -> list[Path]:
         state = {"linear.weight": weight, "linear.bias": bias}
         note = "load with the default LinearLayer"
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()}
-    (out / LLAMAINDEX_CONFIG).write_text(json.dumps(config) + "\n", encoding="utf-8")
-    torch.save(tensors, str(out / LLAMAINDEX_WEIGHTS))
+    _io.write_text(out / LLAMAINDEX_CONFIG, json.dumps(config) + "\n")
+    with _io.atomic_file(out / LLAMAINDEX_WEIGHTS, "wb") as fh:
+        torch.save(tensors, fh)
     readme = out / "QUERYFIT_EXPORT.txt"
-    readme.write_text(
+    _io.write_text(
+        readme,
         f"Exported by queryfit from a {adapter.kind} adapter for "
         f"{adapter.base_model.get('id') or 'an unrecorded base model'}; {note}. LlamaIndex does "
         "not normalise the output; cosine similarity ranks the same either way.\n",
-        encoding="utf-8",
     )
     return [out / LLAMAINDEX_CONFIG, out / LLAMAINDEX_WEIGHTS, readme]
 

@@ -8,16 +8,14 @@ would still multiply, but the result would be meaningless.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from queryfit import __version__
-from queryfit.adapters.base import Adapter
+from queryfit import __version__, _io
+from queryfit.adapters.base import FAMILIES, SIMILARITIES, Adapter, array_problem, check_dim
 from queryfit.errors import AdapterError
 
 FORMAT_VERSION = 1
@@ -30,7 +28,6 @@ def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise AdapterError(f"cannot write adapter to {folder}: it is a file; choose a folder path")
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {
         "format_version": FORMAT_VERSION,
         "queryfit_version": __version__,
@@ -42,15 +39,89 @@ def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
         "parameters": adapter.num_parameters,
         **adapter.config,
     }
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
-        tmp_weights = Path(tmp.name)
+    weights = save(adapter.params, metadata={"format": "queryfit-adapter"})
     try:
-        save_file(adapter.params, str(tmp_weights), metadata={"format": "queryfit-adapter"})
-        os.replace(tmp_weights, folder / WEIGHTS_FILE)
-    finally:
-        tmp_weights.unlink(missing_ok=True)  # gone after the replace; a leftover only on failure
-    write_json_atomic(folder / CONFIG_FILE, meta)
+        _io.write_bytes(folder / WEIGHTS_FILE, weights)
+        write_json_atomic(folder / CONFIG_FILE, meta)
+    except OSError as exc:
+        raise AdapterError(
+            f"cannot write adapter to {folder}: {exc.strerror or exc}; choose a writable folder"
+        ) from exc
     return folder
+
+
+_KNOWN_FIELDS = {
+    "format_version",
+    "queryfit_version",
+    "type",
+    "dim",
+    "base_model",
+    "similarity",
+    "normalize",
+    "parameters",
+}
+
+
+def _read_config(config_path: Path) -> dict[str, Any]:
+    """adapter.json as a dict whose own fields have the right types, or AdapterError."""
+    fix = "retrain the adapter with `queryfit train` or restore the folder from a backup"
+    try:
+        meta: Any = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{config_path} is not valid JSON ({exc}); {fix}") from exc
+    except RecursionError:
+        raise AdapterError(f"{config_path} is not valid JSON (nested too deeply); {fix}") from None
+    except OSError as exc:
+        raise AdapterError(f"cannot read {config_path} ({exc.strerror or exc}); {fix}") from exc
+    version = meta.get("format_version", 0) if isinstance(meta, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise AdapterError(
+            f"{config_path} is not a queryfit adapter config (expected an object with an integer "
+            f"format_version); {fix}"
+        )
+    if version > FORMAT_VERSION:
+        raise AdapterError(
+            f"{config_path} was written by a newer queryfit (format {version}); upgrade queryfit"
+        )
+    if "type" not in meta or "dim" not in meta:
+        missing = "type" if "type" not in meta else "dim"
+        raise AdapterError(f"{config_path} lacks the field {missing!r}; {fix}")
+
+    def wrong(field: str, expected: str) -> AdapterError:
+        return AdapterError(
+            f"{config_path}: {field} is {meta[field]!r}, expected {expected}; {fix}"
+        )
+
+    if not isinstance(meta["type"], str) or meta["type"] not in FAMILIES:
+        raise wrong("type", f"one of {', '.join(sorted(FAMILIES))}")
+    try:
+        check_dim(meta["dim"])
+    except AdapterError:
+        raise wrong("dim", "a positive integer (the embedding dimension)") from None
+    if "base_model" in meta:
+        base = meta["base_model"]
+        if not isinstance(base, dict):
+            raise wrong("base_model", "an object with the model's id and prefixes")
+        for key in ("id", "query_prefix", "document_prefix"):
+            if base.get(key) is not None and not isinstance(base[key], str):
+                raise AdapterError(
+                    f"{config_path}: base_model.{key} is {base[key]!r}, expected a string; {fix}"
+                )
+    if "similarity" in meta and meta["similarity"] not in SIMILARITIES:
+        raise wrong("similarity", f"one of {', '.join(SIMILARITIES)}")
+    if "normalize" in meta and not isinstance(meta["normalize"], bool):
+        raise wrong("normalize", "true or false")
+    return meta
+
+
+def _read_weights(weights_path: Path) -> dict[str, Any]:
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise AdapterError(
+            f"{weights_path} is not a readable safetensors file ({exc}); retrain the adapter "
+            "with `queryfit train` or restore the folder from a backup"
+        ) from exc
 
 
 def load_adapter(
@@ -60,7 +131,12 @@ def load_adapter(
     dim: int | None = None,
     force: bool = False,
 ) -> Adapter:
-    """Load an adapter folder; refuse it for a different base model or dimension unless forced."""
+    """Load an adapter folder; refuse it for a different base model or dimension unless forced.
+
+    Every field and array is checked here (types, shapes against ``dim``, finite values), so a
+    damaged or hand-edited folder is refused with the file and array at fault instead of turning
+    queries into NaN later.
+    """
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
@@ -68,53 +144,24 @@ def load_adapter(
             f"{folder} is not an adapter folder (expected {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "create one with `queryfit train`"
         )
-    try:
-        meta: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    meta = _read_config(config_path)
+    params = _read_weights(weights_path)
+    problem = array_problem(meta["type"], params, int(meta["dim"]))
+    if problem is not None:
         raise AdapterError(
-            f"{config_path} is not valid JSON ({exc}); retrain or restore it"
-        ) from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("format_version", 0), int):
-        raise AdapterError(
-            f"{config_path} is not a queryfit adapter config (expected an object with an integer "
-            "format_version); retrain or restore it"
+            f"{weights_path}: {problem} ({CONFIG_FILE} says type {meta['type']}, dim "
+            f"{meta['dim']}); the folder is damaged or its files do not belong together: retrain "
+            "the adapter with `queryfit train` or restore the folder from a backup"
         )
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterError(
-            f"{config_path} was written by a newer queryfit (format {meta['format_version']}); "
-            "upgrade queryfit"
-        )
-    try:
-        params = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AdapterError(f"{weights_path} is not a readable safetensors file ({exc})") from exc
-
-    known = {
-        "format_version",
-        "queryfit_version",
-        "type",
-        "dim",
-        "base_model",
-        "similarity",
-        "normalize",
-        "parameters",
-    }
-    try:
-        adapter = Adapter(
-            kind=meta["type"],
-            params=params,
-            dim=int(meta["dim"]),
-            base_model=meta.get("base_model", {}),
-            similarity=meta.get("similarity", "cosine"),
-            normalize=bool(meta.get("normalize", True)),
-            config={k: v for k, v in meta.items() if k not in known},
-        )
-    except KeyError as exc:
-        raise AdapterError(f"{config_path} lacks the field {exc}; retrain the adapter") from exc
-    except (TypeError, ValueError) as exc:
-        raise AdapterError(
-            f"{config_path} has a malformed field ({exc}); retrain the adapter"
-        ) from exc
+    adapter = Adapter(
+        kind=meta["type"],
+        params=params,
+        dim=int(meta["dim"]),
+        base_model=meta.get("base_model", {}),
+        similarity=meta.get("similarity", "cosine"),
+        normalize=meta.get("normalize", True),
+        config={k: v for k, v in meta.items() if k not in _KNOWN_FIELDS},
+    )
     if not force:
         check_fits(adapter, model_id, dim, source=str(folder))
     return adapter
@@ -143,6 +190,4 @@ def check_fits(
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as indented UTF-8 JSON through a temporary file, so no reader sees half."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    _io.write_json(path, data)
