@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from queryfit import _io
 from queryfit.data import QADataset, save_dataset, split_dataset
 from queryfit.errors import GenerationError
 from queryfit.generation.filters import FilterConfig
@@ -62,13 +61,7 @@ def _file_sha(path: Path) -> str | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.write("\n")
-        tmp = fh.name
-    os.replace(tmp, path)
+    _io.write_json(path, data, default=str)
 
 
 def run(
@@ -199,7 +192,7 @@ def run(
     if reused:
         facts["train"] = previous.get("train")
     _write_json(out / RUN_FILE, facts)
-    (out / REPORT_FILE).write_text(_markdown(result, previous if reused else None), "utf-8")
+    _io.write_text(out / REPORT_FILE, _markdown(result, previous if reused else None))
     return result
 
 

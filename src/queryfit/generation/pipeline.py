@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from queryfit import _io
 from queryfit.console import progress_bar
 from queryfit.data import QADataset, save_dataset
 from queryfit.errors import GenerationError
@@ -536,16 +537,9 @@ def _reasons(failures: dict[str, int]) -> str:
 def write_passages(passages: Sequence[Passage], path: str | Path) -> Path:
     """Write passages with their source and page as JSONL (``id``, ``text``, ``source``...)."""
     import json
-    import os
-    import tempfile
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as fh:
+    with _io.atomic_file(path) as fh:
         for p in passages:
             fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-        tmp = fh.name
-    os.replace(tmp, path)
     return path

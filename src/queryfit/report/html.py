@@ -28,8 +28,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from html import escape
 from importlib import resources
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from queryfit import _io
 from queryfit.console import json_default
 from queryfit.errors import QueryfitError
 from queryfit.report.details import TOP_PASSAGES, QueryDetails
@@ -743,15 +742,8 @@ def write_report(report: Any, path: str | Path, *, title: str | None = None) -> 
     """
     path = check_report_path(path)
     html = render_report(report, title=title, path=path)
-    parent = path.parent if str(path.parent) else Path(".")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=parent, suffix=".tmp", delete=False, encoding="utf-8"
-        ) as tmp:
-            tmp.write(html)
-        os.chmod(tmp.name, 0o644)  # a report is for reading; temp files start private
-        os.replace(tmp.name, path)
+        _io.write_text(path, html)
     except OSError as exc:
         raise ReportError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
     return path
