@@ -17,7 +17,7 @@ import numpy as np
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
 from queryfit.data import QADataset, load_dataset, split_dataset
 from queryfit.embedders import Embedder, get_embedder
-from queryfit.errors import TrainingError
+from queryfit.errors import DatasetError, TrainingError
 from queryfit.evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
 from queryfit.evaluation.coverage import CoverageBreakdown, coverage_record, split_by_coverage
 from queryfit.generation.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
@@ -113,8 +113,16 @@ class EvaluationReport:
         return out
 
 
-def _as_dataset(data: DatasetLike) -> QADataset:
-    return data if isinstance(data, QADataset) else load_dataset(data)
+def _as_dataset(data: DatasetLike, split: str | None = None) -> QADataset:
+    """``split`` picks ``qrels/<split>.tsv`` of a BEIR folder (see :func:`load_dataset`)."""
+    if not isinstance(data, QADataset):
+        return load_dataset(data, split=split)
+    if split is not None:
+        raise DatasetError(
+            f"split={split!r} picks the qrels file of a BEIR folder; data is already a "
+            "QADataset. Fix: drop split=."
+        )
+    return data
 
 
 def _as_store(store: StoreLike) -> EmbeddingStore:
@@ -127,9 +135,13 @@ def embed(
     model: str | Embedder | None = None,
     store: StoreLike = None,
     progress: bool = True,
+    split: str | None = None,
 ) -> EmbedReport:
-    """Embed every query and passage of ``data`` into the store, so later runs make no calls."""
-    dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
+    """Embed every query and passage of ``data`` into the store, so later runs make no calls.
+
+    ``split`` picks the qrels split of a BEIR folder (default: ``test``, else the only one).
+    """
+    dataset, embedder, store = _as_dataset(data, split), get_embedder(model), _as_store(store)
     before = store.stats.model_calls, store.stats.texts_embedded, store.stats.texts_from_store
     embed_dataset(dataset, embedder, store, progress=progress)
     return EmbedReport(
@@ -155,6 +167,7 @@ def train(
     progress: bool = True,
     on_epoch: Any = None,
     search: bool = False,
+    split: str | None = None,
 ) -> TrainReport:
     """Fit a query adapter for ``model`` on ``data`` and save it to ``out``.
 
@@ -163,7 +176,8 @@ def train(
     report says so. ``split_by="coverage"`` (default) holds out new questions over passages that
     keep a training question (the in-corpus use) when the data has them, else plain held-out
     questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`. ``search=True`` first tries
-    a small grid of settings on the dev split (see ``queryfit.training.search``).
+    a small grid of settings on the dev split (see ``queryfit.training.search``). ``split`` picks
+    the qrels split of a BEIR folder (default: ``test``, else the only one).
     """
     from queryfit.training import TrainConfig, fit_adapter  # torch is needed for training only
 
@@ -173,7 +187,7 @@ def train(
         raise TrainingError(
             f"split_by (--split-by) must be coverage, query or passage, not {split_by!r}"
         )
-    dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
+    dataset, embedder, store = _as_dataset(data, split), get_embedder(model), _as_store(store)
     if len(dataset.queries) < MIN_TRAIN_QUERIES:
         raise TrainingError(
             f"only {len(dataset.queries)} queries: at least {MIN_TRAIN_QUERIES} are needed to "
@@ -313,6 +327,7 @@ def evaluate(
     progress: bool = True,
     details: bool = True,
     report: str | Path | None = None,
+    split: str | None = None,
 ) -> EvaluationReport:
     """Compare retrieval with the base model and with the adapter on ``data``'s queries.
 
@@ -327,10 +342,13 @@ def evaluate(
     this version on up to 200,000 such passages), ``coverage`` compares base and adapted
     separately on the test queries about covered passages and on the rest, from the same
     per-query scores: what the adapter learned about its training passages vs what carries over.
+
+    ``split`` picks the qrels split of a BEIR folder (default: ``test``, else the only one).
     """
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
         details = True
+    dataset = _as_dataset(data, split)  # a bad file fails before the model loads
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
     model = model if model is not None else adapter.base_model.get("id")
@@ -347,7 +365,7 @@ def evaluate(
         check_fits(adapter, embedder.model_id, embedder.dim)
     if headline not in metrics:
         metrics = (*metrics, headline)
-    dataset, store = _as_dataset(data), _as_store(store)
+    store = _as_store(store)
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
     # With details, the same search also gives each relevant passage's exact rank.

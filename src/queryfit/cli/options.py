@@ -11,6 +11,13 @@ from queryfit.training.config import TrainConfig
 DEFAULTS = TrainConfig()  # option defaults come from the one place that defines them
 
 DataOpt = typer.Option(..., "--data", "-d", help="LlamaIndex JSON, BEIR folder or JSONL pairs.")
+SplitOpt = typer.Option(
+    None,
+    "--split",
+    help="Qrels split of a BEIR --data folder: reads qrels/NAME.tsv [default: test, or the only "
+    "one].",
+    show_default=False,
+)
 ModelOpt = typer.Option(
     None, "--model", "-m", help="Embedding model, e.g. sentence-transformers:<name-or-path>."
 )

@@ -18,6 +18,7 @@ from queryfit.cli.options import (
     ModelOpt,
     QuietOpt,
     ReportOpt,
+    SplitOpt,
     StoreOpt,
 )
 from queryfit.cli.render import comparison_table, print_coverage
@@ -28,6 +29,7 @@ from queryfit.training.config import TrainConfig
 @user_errors
 def embed(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     model: str = ModelOpt,
     base_url: str = BaseUrlOpt,
     dimensions: int = DimensionsOpt,
@@ -44,7 +46,7 @@ def embed(
     from queryfit.cli.model_options import resolve_model
 
     model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
-    report = api.embed(data, model=model, store=store, progress=not (quiet or as_json))
+    report = api.embed(data, model=model, store=store, progress=not (quiet or as_json), split=split)
     if as_json:
         return emit_json(report.to_dict())
     out.print(
@@ -58,6 +60,7 @@ def embed(
 @user_errors
 def train(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     adapter_out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write."),
     model: str = ModelOpt,
     adapter: str = typer.Option(DEFAULTS.adapter, help="linear, low_rank or residual_mlp."),
@@ -125,6 +128,7 @@ def train(
         split_by=split_by,
         search=search,
         progress=not (quiet or as_json),
+        split=split,
     )
     if as_json:
         return emit_json(report.to_dict())
@@ -144,6 +148,7 @@ def train(
 @user_errors
 def evaluate(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
     model: str = typer.Option(None, "--model", "-m", help="[default: the adapter's base model]"),
     force: bool = typer.Option(False, help="Use the adapter even with another base model."),
@@ -176,6 +181,7 @@ def evaluate(
         n_resamples=resamples,
         progress=not (quiet or as_json),
         report=html_report,
+        split=split,
     )
     if as_json:
         return emit_json(report.to_dict())
@@ -190,6 +196,7 @@ def evaluate(
 @user_errors
 def report(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
     html_out: Path = typer.Option(
         Path("queryfit-report.html"), "--out", "-o", help="HTML file to write."
@@ -227,6 +234,7 @@ def report(
         force=force,
         n_resamples=resamples,
         progress=not (quiet or as_json),
+        split=split,
     )
     if as_json:
         return emit_json(result.to_dict())

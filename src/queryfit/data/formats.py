@@ -17,12 +17,20 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from queryfit import _io
-from queryfit.data.model import QADataset, content_id, content_problems, raise_problems
+from queryfit.data.model import (
+    QADataset,
+    content_id,
+    content_problems,
+    raise_problems,
+    surrogate_problem,
+)
 from queryfit.errors import DatasetError
 
 __all__ = ["FORMATS", "load_dataset", "save_dataset"]
@@ -70,7 +78,7 @@ def _read_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
     try:
         with _open_text(path) as fh:
             yield from enumerate(fh, start=1)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise DatasetError(
             f"cannot read {source}: {exc}. Fix: pass an UTF-8 text file (optionally gzipped)."
         ) from exc
@@ -90,6 +98,14 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             obj.duplicates.append(key)
         obj[key] = value
     return obj
+
+
+def _parse_json(text: str, **kwargs: Any) -> Any:
+    """``json.loads`` with nesting too deep for Python's stack turned into a JSONDecodeError."""
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def _missing(path: Path) -> DatasetError:
@@ -131,7 +147,7 @@ def _load_llamaindex(path: Path) -> QADataset:
             "Fix: re-save the file as UTF-8 JSON."
         ) from exc
     try:
-        data = json.loads(text, object_pairs_hook=_pairs_hook)
+        data = _parse_json(text, object_pairs_hook=_pairs_hook)
     except json.JSONDecodeError as exc:
         raise DatasetError(
             f"invalid JSON in {source} at line {exc.lineno} column {exc.colno}: {exc.msg}. "
@@ -189,9 +205,12 @@ def _load_jsonl(path: Path) -> QADataset:
         if not isinstance(text, str):
             problems.append(f"line {lineno}: passage text is {type(text).__name__}, not a string")
             return None
+        named = f" {did!r}" if did is not None else ""
         if not text.strip():
-            named = f" {did!r}" if did is not None else ""
             problems.append(f"line {lineno}: passage{named} has empty text")
+            return None
+        if (bad := surrogate_problem(text)) is not None:
+            problems.append(f"line {lineno}: passage{named} text {bad}")
             return None
         did = did if did is not None else content_id("d-", text)
         known = corpus.get(did)
@@ -206,7 +225,7 @@ def _load_jsonl(path: Path) -> QADataset:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _parse_json(line)
         except json.JSONDecodeError as exc:
             problems.append(f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
             continue
@@ -255,6 +274,9 @@ def _load_jsonl(path: Path) -> QADataset:
             continue
         if not qtext.strip():
             problems.append(f"line {lineno}: query has empty text")
+            continue
+        if (bad := surrogate_problem(qtext)) is not None:
+            problems.append(f"line {lineno}: query text {bad}")
             continue
         if "query_id" in row:
             qid = _str_id(row["query_id"])
@@ -326,7 +348,7 @@ def _read_beir_jsonl(path: Path, problems: list[str], with_title: bool) -> dict[
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _parse_json(line)
         except json.JSONDecodeError as exc:
             problems.append(f"{name} line {lineno}: invalid JSON ({exc.msg})")
             continue
@@ -377,14 +399,17 @@ def _load_beir(folder: Path, split: str | None) -> QADataset:
             split = splits[0]
         else:
             found = ", ".join(splits) if splits else "none"
+            what = f"{source}: cannot choose a qrels split (found: {found}). Fix: pass"
             raise DatasetError(
-                f"{source}: cannot choose a qrels split (found: {found}). "
-                "Fix: pass split=<name> for one of qrels/<name>.tsv."
+                f"{what} split=<name> for one of qrels/<name>.tsv.",
+                cli=f"{what} --split NAME for one of qrels/NAME.tsv.",
             )
     elif split not in splits:
         found = ", ".join(splits) if splits else "none"
+        what = f"{source}: no qrels/{split}.tsv (found: {found}). Fix: pass"
         raise DatasetError(
-            f"{source}: no qrels/{split}.tsv (found: {found}). Fix: pass one of the found splits."
+            f"{what} split= one of the found splits.",
+            cli=f"{what} --split with one of the found splits.",
         )
     problems: list[str] = []
     corpus = _read_beir_jsonl(corpus_path, problems, with_title=True)
@@ -410,6 +435,12 @@ def _load_beir(folder: Path, split: str | None) -> QADataset:
                 continue  # the header row, e.g. query-id\tcorpus-id\tscore
             problems.append(
                 f"qrels/{split}.tsv line {lineno}: score {score_text!r} is not a number"
+            )
+            continue
+        if not math.isfinite(score):
+            problems.append(
+                f"qrels/{split}.tsv line {lineno}: score {score_text!r} is not a finite number "
+                "(write 1 for relevant, 0 for not relevant)"
             )
             continue
         if qid not in all_queries:
@@ -483,9 +514,10 @@ def _detect_format(path: Path, for_saving: bool) -> str:
         return "beir"
     if not for_saving and not path.exists():
         raise _missing(path)
+    what = f"cannot tell the format of {path} from its name. Fix: use a .json (LlamaIndex), "
     raise DatasetError(
-        f"cannot tell the format of {path} from its name. Fix: use a .json (LlamaIndex), "
-        f".jsonl (pairs) or folder (BEIR) path, or pass format= one of {', '.join(FORMATS)}."
+        f"{what}.jsonl (pairs) or folder (BEIR) path, or pass format= one of {', '.join(FORMATS)}.",
+        cli=f"{what}.jsonl (pairs) or folder (BEIR) path; rename the file if needed.",
     )
 
 
@@ -512,7 +544,8 @@ def load_dataset(path: str | Path, format: str = "auto", *, split: str | None = 
         fmt = _detect_format(path, for_saving=False)
     if split is not None and fmt != "beir":
         raise DatasetError(
-            f"split={split!r} given for {path}, which is not a BEIR folder. Fix: drop split=."
+            f"split={split!r} given for {path}, which is not a BEIR folder. Fix: drop split=.",
+            cli=f"--split {split} given for {path}, which is not a BEIR folder. Fix: drop --split.",
         )
     if fmt == "llamaindex":
         return _load_llamaindex(path)
