@@ -31,6 +31,11 @@ from queryfit.store import (
 
 #: What reading a damaged file can raise: SQLite's errors, and its text decoded from bad pages.
 DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+#: Columns without which a table's rows are useless (an entry needs its namespace and checksum).
+REQUIRED_COLUMNS = {
+    "namespaces": {"id", "key"},
+    "embeddings": {"namespace_id", "text_hash", "dim", "vector", "checksum"},
+}
 #: Rows read per step while salvaging; after a damaged step its rows are read one by one.
 WINDOW = 256
 #: With the table's last rowid unreadable, this many empty windows in a row end the salvage.
@@ -293,6 +298,8 @@ def _copy_readable(damaged: Path, fresh: Path, result: StoreRepair) -> None:
                 old_columns = {r[1] for r in source.execute(f'PRAGMA table_info("{table}")')}
             except DB_ERRORS:
                 old_columns = set(columns)
+            if not REQUIRED_COLUMNS.get(table, set()) <= old_columns:
+                continue  # its schema is damaged: its rows cannot be told apart
             columns = [c for c in columns if c in old_columns]
             names = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" * len(columns))

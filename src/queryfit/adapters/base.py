@@ -217,9 +217,9 @@ class Adapter:
                 f"the adapter overflows to NaN or inf on {_rows(~finite)} of the query vectors "
                 "(its weights are far too large for them); retrain the adapter"
             )
-        if self.normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out = out / np.maximum(norms, 1e-12)
+        if self.normalize:  # norms in float64: squares of large float32 values would overflow
+            norms = np.linalg.norm(out.astype(np.float64), axis=1, keepdims=True)
+            out = (out / np.maximum(norms, 1e-12)).astype(np.float32)
         return out[0] if single else out
 
     __call__ = transform

@@ -475,6 +475,11 @@ def _load_beir(folder: Path, split: str | None) -> QADataset:
     return QADataset(queries=queries, corpus=corpus, relevant_docs=relevant)
 
 
+def _tsv_safe(value: str) -> bool:
+    """Whether ``value`` reads back unchanged from a qrels column (split on tabs, stripped)."""
+    return value == value.strip() and not any(c in value for c in "\t\n\r")
+
+
 def _save_beir(ds: QADataset, folder: Path, split: str) -> None:
     """Write a BEIR folder; titles are empty so that load(save(ds)) == ds."""
     corpus_lines = [
@@ -487,9 +492,10 @@ def _save_beir(ds: QADataset, folder: Path, split: str) -> None:
     qrels = ["query-id\tcorpus-id\tscore"]
     for qid in ds.queries:
         for did in ds.relevant_docs.get(qid, []):
-            if "\t" in qid or "\t" in did or "\n" in qid or "\n" in did:
+            if not (_tsv_safe(qid) and _tsv_safe(did)):
                 raise DatasetError(
-                    f"cannot save {folder} as BEIR: id {qid!r}/{did!r} contains a tab or newline. "
+                    f"cannot save {folder} as BEIR: id {qid!r}/{did!r} contains a tab or line "
+                    "break, or starts or ends with whitespace, which qrels TSV cannot hold. "
                     "Fix: save as LlamaIndex JSON or JSONL instead."
                 )
             qrels.append(f"{qid}\t{did}\t1")
