@@ -173,3 +173,137 @@ def test_saving_writes_the_current_format(tmp_path):
     assert meta["training"]["best_epoch"] == 32 and "decision" not in meta
     again = load_adapter(tmp_path / "a")
     assert again.training == load_adapter(folder).training
+
+
+# -- damaged or hand-edited folders: refused on load, naming the file and the array -------------
+
+
+def _damage_weights(folder, change):
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(folder / "adapter.safetensors"))
+    change(arrays)
+    save_file(arrays, str(folder / "adapter.safetensors"))
+
+
+def _damage_config(folder, change):
+    meta = json.loads((folder / "adapter.json").read_text())
+    change(meta)
+    (folder / "adapter.json").write_text(json.dumps(meta))
+
+
+def _set(array_name, value):
+    def change(arrays):
+        arrays[array_name] = value
+
+    return change
+
+
+WEIGHT_DAMAGE = [
+    ("linear", _set("weight", np.full((DIM, DIM), np.nan, np.float32)), "'weight' holds 64 NaN"),
+    ("linear", _set("bias", np.array([np.inf] * DIM, np.float32)), "'bias' holds 8 NaN or inf"),
+    ("linear", _set("weight", np.ones((DIM, DIM + 1), np.float32)), "'weight' has shape (8, 9)"),
+    ("linear", _set("bias", np.ones(DIM - 1, np.float32)), "'bias' has shape (7,)"),
+    ("linear", _set("weight", np.ones(DIM, np.float32)), "expected 2 dimension"),
+    ("linear", _set("weight", np.ones((DIM, DIM), np.int8) > 0), "dtype bool"),
+    ("linear", _set("extra", np.ones(2, np.float32)), "unexpected arrays: extra"),
+    ("linear", _set("weight", np.full((DIM, DIM), 1e300)), "'weight' holds 64 NaN or inf"),
+    ("low_rank", _set("down", np.ones((3, DIM + 2), np.float32)), "'down' has shape (3, 10)"),
+    ("low_rank", _set("up", np.ones((DIM, 4), np.float32)), "'up' has shape (8, 4)"),
+    ("low_rank", _set("up", np.full((DIM, 3), -np.inf, np.float32)), "'up' holds 24 NaN"),
+    ("residual_mlp", _set("in_bias", np.ones(4, np.float32)), "'in_bias' has shape (4,)"),
+    ("residual_mlp", _set("out_weight", np.ones((DIM, 6), np.float32)), "'out_weight'"),
+    ("residual_mlp", _set("in_weight", np.ones((5, 3), np.float32)), "'in_weight' has shape"),
+    ("residual_mlp", _set("out_bias", np.ones(DIM + 1, np.float32)), "'out_bias' has shape (9,)"),
+    ("residual_mlp", lambda a: a.pop("in_bias"), "missing arrays: in_bias"),
+    ("identity", _set("weight", np.eye(DIM, dtype=np.float32)), "unexpected arrays: weight"),
+]
+
+
+@pytest.mark.parametrize(("kind", "change", "expected"), WEIGHT_DAMAGE)
+def test_damaged_weights_are_refused_naming_file_and_array(tmp_path, kind, change, expected):
+    folder = tmp_path / "a"
+    save_adapter(make(kind), folder)
+    if kind == "identity":  # safetensors cannot write an empty file through save_file's check
+        from safetensors.numpy import save_file
+
+        save_file({"weight": np.eye(DIM, dtype=np.float32)}, str(folder / "adapter.safetensors"))
+    else:
+        _damage_weights(folder, change)
+    with pytest.raises(AdapterError) as err:
+        load_adapter(folder)
+    message = str(err.value)
+    assert expected in message
+    assert "adapter.safetensors" in message and "retrain" in message and "\n" not in message
+
+
+CONFIG_DAMAGE = [
+    (lambda m: m.update(dim="eight"), "dim is 'eight', expected a positive integer"),
+    (lambda m: m.update(dim=8.0), "dim is 8.0"),
+    (lambda m: m.update(dim=True), "dim is True"),
+    (lambda m: m.update(dim=-8), "dim is -8"),
+    (lambda m: m.update(dim=9), "'weight' has shape (8, 8), expected (9, 9)"),
+    (lambda m: m.update(base_model="sentence-transformers:x"), "base_model is 'sentence-tr"),
+    (lambda m: m.update(base_model=[1, 2]), "base_model is [1, 2], expected an object"),
+    (lambda m: m["base_model"].update(query_prefix=3), "base_model.query_prefix is 3"),
+    (lambda m: m.update(type=["linear"]), "type is ['linear'], expected one of"),
+    (lambda m: m.update(type="cubic"), "type is 'cubic'"),
+    (lambda m: m.update(normalize="false"), "normalize is 'false', expected true or false"),
+    (lambda m: m.update(similarity="euclid"), "similarity is 'euclid'"),
+    (lambda m: m.pop("dim"), "lacks the field 'dim'"),
+    (lambda m: m.update(format_version=True), "integer format_version"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), CONFIG_DAMAGE)
+def test_damaged_config_is_refused_naming_the_field(tmp_path, change, expected):
+    folder = tmp_path / "a"
+    save_adapter(make("linear"), folder)
+    _damage_config(folder, change)
+    with pytest.raises(AdapterError) as err:
+        load_adapter(folder)
+    message = str(err.value)
+    assert expected in message and "adapter." in message and "\n" not in message
+    assert "retrain" in message or "upgrade" in message
+
+
+def test_deeply_nested_config_is_an_adapter_error(tmp_path):
+    folder = tmp_path / "a"
+    save_adapter(make("linear"), folder)
+    (folder / "adapter.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AdapterError, match="not valid JSON"):
+        load_adapter(folder)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"params": {"weight": np.full((DIM, DIM), np.nan)}}, "'weight' holds 64 NaN"),
+        ({"params": {"weight": np.eye(DIM + 1)}}, "'weight' has shape (9, 9)"),
+        ({"params": {"weight": np.eye(DIM), "bias": [1.0, 2.0]}}, "'bias' has shape (2,)"),
+        ({"params": {"weight": [[1, 2], [3]]}}, "'weight' is not a numeric array"),
+        ({"params": {"weight": np.eye(DIM).astype(complex)}}, "dtype complex128"),
+        ({"params": {"weight": np.eye(DIM)}, "dim": "8"}, "dim is '8'"),
+        ({"params": {"weight": np.eye(DIM)}, "base_model": "st:x"}, "base_model is a str"),
+        ({"params": {"weight": np.eye(DIM)}, "normalize": "yes"}, "normalize is 'yes'"),
+    ],
+)
+def test_construction_validates_too(kwargs, expected):
+    args = {"kind": "linear", "dim": DIM} | kwargs
+    with pytest.raises(AdapterError) as err:
+        Adapter(**args)
+    assert expected in str(err.value) and "fit its type and dim" in str(err.value)
+
+
+def test_transform_never_returns_nan_rows():
+    adapter = make("linear")
+    x = np.ones((3, DIM), np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(AdapterError, match=r"1 row\(s\) \(1\) of the query vectors hold NaN"):
+        adapter.transform(x)
+    with pytest.raises(AdapterError, match="not a numeric array"):
+        adapter.transform([["a"] * DIM])
+    huge = Adapter(type="linear", params={"weight": np.full((DIM, DIM), 3e38)}, dim=DIM)
+    with pytest.raises(AdapterError, match="overflows to NaN or inf on 1 row"):
+        huge.transform(np.ones(DIM, np.float32))
+    assert np.isfinite(adapter.transform(np.ones((2, DIM)))).all()

@@ -450,3 +450,94 @@ def test_saving_to_an_unknown_extension_names_the_format_problem(tmp_path):
         save_dataset(ds, tmp_path / "out.txt")
     with pytest.raises(DatasetError, match="no such file"):
         load_dataset(tmp_path / "missing.txt")
+
+
+# ------------------------------------------------------------------ hostile but legal input
+
+LONE = "\ud800"  # half of a UTF-16 pair: legal as a JSON escape, not valid Unicode
+
+
+def test_lone_surrogate_is_refused_in_every_format_naming_where(tmp_path: Path) -> None:
+    li = write_json(
+        tmp_path / "s.json",
+        '{"queries": {"q1": "what \\ud800?"}, "corpus": {"d1": "text"},'
+        ' "relevant_docs": {"q1": ["d1"]}}',
+    )
+    with pytest.raises(DatasetError, match=r"query 'q1' text holds a lone surrogate '\\ud800'"):
+        load_dataset(li)
+    key = write_json(
+        tmp_path / "k.json",
+        '{"queries": {"q\\udfff": "what?"}, "corpus": {"d1": "text"},'
+        ' "relevant_docs": {"q\\udfff": ["d1"]}}',
+    )
+    with pytest.raises(DatasetError, match=r"query id 'q\\udfff' holds a lone surrogate"):
+        load_dataset(key)
+    jsonl = write_json(
+        tmp_path / "s.jsonl",
+        '{"query": "fine", "passage": "fine too"}\n{"query": "q", "passage": "p \\ud800"}\n'
+        '{"query": "\\udc00", "passage": "fine"}\n',
+    )
+    with pytest.raises(DatasetError) as err:
+        load_dataset(jsonl)
+    assert "line 2: passage text holds a lone surrogate" in str(err.value)
+    assert "line 3: query text holds a lone surrogate" in str(err.value)
+    beir = make_beir(tmp_path / "b")
+    with (beir / "corpus.jsonl").open("a") as fh:
+        fh.write('{"_id": "d9", "title": "", "text": "bad \\ud800"}\n')
+    with pytest.raises(DatasetError, match=r"passage 'd9' text holds a lone surrogate"):
+        load_dataset(beir)
+    with pytest.raises(DatasetError, match="lone surrogate"):
+        QADataset({"q": "a" + LONE}, {"d": "b"}, {"q": ["d"]}).validate()
+    with pytest.raises(DatasetError, match="lone surrogate"):
+        save_dataset(QADataset({"q": "a"}, {"d": LONE}, {"q": ["d"]}), tmp_path / "o.jsonl")
+
+
+def test_fingerprint_and_content_id_are_total() -> None:
+    from queryfit.data import content_id
+
+    odd = QADataset({"q": "a" + LONE}, {"d": "b"}, {"q": ["d"]})
+    assert len(odd.fingerprint()) == 64 and odd.fingerprint() != small().fingerprint()
+    assert content_id("d-", LONE) != content_id("d-", "\udc00")
+    # valid text hashes exactly as before (plain UTF-8)
+    import hashlib
+
+    assert content_id("d-", "Où") == "d-" + hashlib.sha256("Où".encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.jsonl", "beir"])
+def test_deeply_nested_json_is_a_dataset_error(tmp_path: Path, name: str) -> None:
+    deep = "[" * 200_000 + "]" * 200_000
+    if name == "beir":
+        path = make_beir(tmp_path / "b")
+        (path / "queries.jsonl").write_text(deep + "\n")
+    else:
+        path = write_json(tmp_path / name, deep + "\n")
+    with pytest.raises(DatasetError, match="nested too deeply"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-inf", "NaN", "Infinity"])
+def test_beir_non_finite_scores_are_refused(tmp_path: Path, score: str) -> None:
+    folder = make_beir(tmp_path / "b")
+    with (folder / "qrels" / "test.tsv").open("a") as fh:
+        fh.write(f"q4\td3\t{score}\n")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(folder)
+    assert f"qrels/test.tsv line 5: score {score!r} is not a finite number" in str(err.value)
+
+
+def test_split_messages_name_the_argument_in_python_and_the_flag_in_the_cli(tmp_path: Path):
+    two = make_beir(tmp_path / "two", splits=("dev", "train"))
+    with pytest.raises(DatasetError) as err:
+        load_dataset(two)
+    assert "pass split=<name>" in str(err.value) and "--split" not in str(err.value)
+    assert "pass --split NAME" in err.value.cli_message and "split=" not in err.value.cli_message
+    with pytest.raises(DatasetError) as err:
+        load_dataset(write_json(tmp_path / "x.json", "{}"), split="dev")
+    assert str(err.value).endswith("Fix: drop split=.")
+    assert err.value.cli_message.startswith("--split dev given for")
+    assert err.value.cli_message.endswith("Fix: drop --split.")
+    with pytest.raises(DatasetError, match="Fix: drop split="):
+        from queryfit.api import _as_dataset
+
+        _as_dataset(small(), "dev")

@@ -35,7 +35,7 @@ def test_reads_every_type_keeps_source_and_page_and_skips_broken(docs):
     assert "moraines" in by_source["glaciers.pdf"][1].text
     md = by_source["bread.md"][0].text
     assert "starter is a culture" in md and "**" not in md and "](" not in md
-    assert "code blocks are skipped" not in md and "title: Sourdough" not in md
+    assert '```python\nprint("code blocks are kept")\n```' in md and "title: Sourdough" not in md
     html = by_source["tides.html"][0].text
     assert "gravitational pull" in html and "&amp;" not in html and "& the range" in html
     assert "secret" not in html and "color: red" not in html and "Home | About" not in html
@@ -148,3 +148,59 @@ def test_pdf_helper_round_trips_text(tmp_path):
     docs = load_documents(path).documents
     assert [d.page for d in docs] == [1, 2]
     assert docs[0].text.startswith("Glaciers form where snow accumulates")
+
+
+# -- code blocks: kept as passage text --------------------------------------------------------
+
+CODE_DOC = """# Retries
+
+Pass **max_retries** to the client. It retries on 429 and 5xx answers.
+
+```python
+def fetch(url, *, max_retries=3, **kwargs):
+    # a comment, not a heading
+    for attempt in range(max_retries):
+        - not a list item
+        return _get(url, **kwargs)
+```
+
+The last line of prose.
+"""
+
+
+def test_markdown_code_blocks_survive_reading_with_lines_and_indentation(tmp_path):
+    (tmp_path / "retries.md").write_text(CODE_DOC)
+    text = load_documents(tmp_path).documents[0].text
+    block = CODE_DOC[CODE_DOC.index("```python") : CODE_DOC.rindex("```") + 3]
+    assert block in text  # verbatim: **kwargs, _get, indentation, the "#" and "-" lines
+    assert "Pass max_retries to the client." in text  # prose markup still removed
+
+
+def test_a_code_block_that_fits_stays_in_one_passage(tmp_path):
+    (tmp_path / "retries.md").write_text(CODE_DOC)
+    docs = load_documents(tmp_path).documents
+    passages = chunk_documents(docs, max_tokens=120)
+    holding = [p for p in passages if "def fetch" in p.text]
+    assert len(holding) == 1
+    assert "return _get(url, **kwargs)\n```" in holding[0].text
+    assert holding[0].text.count("```") == 2
+
+
+def test_a_long_code_block_is_cut_between_lines_and_each_piece_stays_code():
+    lines = [f"    value_{i} = compute(value_{i - 1}, step={i})" for i in range(1, 80)]
+    text = "Intro sentence here.\n\n```python\n" + "\n".join(lines) + "\n```\n\nOutro text."
+    chunks = chunk_text(text, max_tokens=64, overlap_tokens=0)
+    code = [c for c in chunks if "compute(" in c]
+    assert len(code) > 2
+    seen: list[str] = []
+    for chunk in code:
+        assert approximate_tokens(chunk) <= 64
+        start = chunk.index("```python\n")
+        block = chunk[start : chunk.index("\n```", start) + 4]  # each piece has both fences
+        seen.extend(block.split("\n")[1:-1])
+    assert seen == lines  # every line, whole, indentation kept, in order, once
+
+
+def test_unclosed_fence_runs_to_the_end_and_tildes_work():
+    text = "Some prose here.\n\n~~~\nx = 1\n\ny = 2\n"
+    assert chunk_text(text, max_tokens=64) == ["Some prose here.\n\n~~~\nx = 1\n\ny = 2\n~~~"]

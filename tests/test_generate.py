@@ -85,6 +85,13 @@ def test_parser_too_few_imperatives_and_junk():
             parse_questions(junk, 2)
 
 
+def test_parser_drops_questions_with_a_lone_surrogate():
+    """An LLM's JSON may escape half a UTF-16 pair; such a question would crash the tokenizer."""
+    answer = '["What year was the tower \\ud800 finished?", "How tall is the tower today?"]'
+    assert "\ud800" in json.loads(answer)[0]
+    assert parse_questions(answer, 2) == ["How tall is the tower today?"]
+
+
 def test_prompt_template_placeholders_and_file(tmp_path):
     prompt = Prompt(template='Return JSON like {"q": []}. Write {n} for: {passage}', system=None)
     [message] = prompt.messages("PASSAGE", 3)

@@ -152,6 +152,17 @@ def test_report_is_one_offline_file(run):
     assert os.stat(run.evaluation.report_path).st_mode & 0o044  # others may read it
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_report_file_mode_follows_the_umask(run, tmp_path, mask):
+    previous = os.umask(mask)
+    try:
+        path = write_report(run.evaluation, tmp_path / "r.html")
+    finally:
+        os.umask(previous)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
+
+
 def test_missing_history(run):
     ev = run.evaluation
     assert 'data-plot="loss"' in run.html

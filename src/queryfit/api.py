@@ -20,7 +20,7 @@ from queryfit.adapters.record import BaseModel, DataFacts, EmbeddingCost
 from queryfit.data import QADataset, load_dataset
 from queryfit.distributed.backend import RayBackend, resolve_backend
 from queryfit.embedders import Embedder, get_embedder
-from queryfit.errors import AdapterError, EvaluationError, TrainingError
+from queryfit.errors import AdapterError, DatasetError, EvaluationError, TrainingError
 from queryfit.evaluation import (
     DEFAULT_METRICS,
     Difference,
@@ -216,8 +216,16 @@ class EvaluationResult:
         return out
 
 
-def _as_dataset(data: DatasetLike) -> QADataset:
-    return data if isinstance(data, QADataset) else load_dataset(data)
+def _as_dataset(data: DatasetLike, split: str | None = None) -> QADataset:
+    """``split`` picks ``qrels/<split>.tsv`` of a BEIR folder (see :func:`load_dataset`)."""
+    if not isinstance(data, QADataset):
+        return load_dataset(data, split=split)
+    if split is not None:
+        raise DatasetError(
+            f"split={split!r} picks the qrels file of a BEIR folder; data is already a "
+            "QADataset. Fix: drop split=."
+        )
+    return data
 
 
 def _as_store(store: StoreLike) -> EmbeddingStore:
@@ -294,6 +302,7 @@ def embed(
     progress: bool = True,
     model_options: dict[str, Any] | None = None,
     backend: str | RayBackend = "local",
+    split: str | None = None,
 ) -> EmbedResult:
     """Embed every query and passage of ``data`` into the store, so later runs make no calls.
 
@@ -301,9 +310,10 @@ def embed(
     ``batch_size``, prefixes...). ``backend="ray"`` (or a ``RayBackend`` with an address and a
     pool size) embeds the texts the store lacks on Ray workers, each loading the model once from
     ``model`` (a spec string) and ``model_options`` (no ``api_key``: workers read their own
-    environment); this process keeps the store and writes each batch as it arrives.
+    environment); this process keeps the store and writes each batch as it arrives. ``split``
+    picks the qrels split of a BEIR folder (default: ``test``, else the only one).
     """
-    dataset, store = _as_dataset(data), _as_store(store)
+    dataset, store = _as_dataset(data, split), _as_store(store)
     ray_backend = resolve_backend(backend)
     if ray_backend is not None:
         from queryfit.distributed.embed import ray_embedding
@@ -343,6 +353,7 @@ def train(
     progress: bool = True,
     on_epoch: Any = None,
     search: bool = False,
+    split: str | None = None,
 ) -> TrainResult:
     """Fit a query adapter for ``model`` on ``data`` and save it to ``out``.
 
@@ -353,7 +364,8 @@ def train(
     over passages that keep a training question (the in-corpus use) when the data has them, else
     plain held-out questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`.
     ``search=True`` first tries a small grid of settings on the dev split. The policy is
-    :func:`queryfit.training.plan.train_adapter`.
+    :func:`queryfit.training.plan.train_adapter`. ``split`` picks the qrels split of a BEIR
+    folder.
     """
     from queryfit.training.plan import check_settings, train_adapter  # torch: training only
 
@@ -361,7 +373,8 @@ def train(
     check_settings(config, split_by, dev_fraction)  # fail before minutes of embedding
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise AdapterError(f"--out {out} is a file; an adapter is a folder: pass a folder path")
-    dataset, embedder, store = _as_dataset(data), get_embedder(model), _as_store(store)
+    dataset = _as_dataset(data, split)  # a bad file fails before the model loads
+    embedder, store = get_embedder(model), _as_store(store)
     _check_size(dataset)
     cost = _Cost(store)
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
@@ -416,6 +429,7 @@ def evaluate(
     progress: bool = True,
     details: bool = True,
     report: str | Path | None = None,
+    split: str | None = None,
 ) -> EvaluationResult:
     """Compare retrieval with the base model and with the adapter on ``data``'s queries.
 
@@ -430,6 +444,8 @@ def evaluate(
     this version on up to 200,000 such passages), ``coverage`` compares base and adapted
     separately on the test queries about covered passages and on the rest, from the same
     per-query scores: what the adapter learned about its training passages vs what carries over.
+
+    ``split`` picks the qrels split of a BEIR folder (default: ``test``, else the only one).
     """
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
@@ -440,7 +456,7 @@ def evaluate(
     required_depth(metrics)  # every metric name parses
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
-    dataset = _as_dataset(data)
+    dataset = _as_dataset(data, split)
     if len(dataset.queries) < 2:
         raise EvaluationError(
             f"{len(dataset.queries)} test query: an evaluation needs at least 2 to put an interval "

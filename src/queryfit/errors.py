@@ -10,7 +10,15 @@ import importlib
 
 
 class QueryfitError(Exception):
-    """Base class for every error caused by user input or environment, not by a queryfit bug."""
+    """Base class for every error caused by user input or environment, not by a queryfit bug.
+
+    ``cli`` is the same message for the command line, where a fix names a flag (``--split``)
+    rather than a Python argument (``split=``); the CLI prints :attr:`cli_message`.
+    """
+
+    def __init__(self, message: str = "", *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = message if cli is None else cli
 
 
 class DatasetError(QueryfitError):

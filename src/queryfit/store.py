@@ -7,6 +7,8 @@ where it stopped. Entries are checked on the way out; a damaged one is re-embedd
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import os
 import sqlite3
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +32,10 @@ DEFAULT_RELATIVE_PATH = Path(".queryfit") / "embeddings.sqlite"
 Runner = Callable[[list[str], Kind, int], Iterable[tuple[Sequence[int], Any]]]
 #: Keys per ``IN (...)`` lookup: below SQLite's historic limit of 999 bound variables.
 LOOKUP_CHUNK = 900
+#: Stores up to this size get ``PRAGMA quick_check`` each time they are opened (about 0.2 s for
+#: 256 MiB with the file in the page cache), so damage is named before any work starts; bigger
+#: ones are checked by ``queryfit store check`` and caught on the first damaged read.
+QUICK_CHECK_MAX_BYTES = 256 * 2**20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -89,6 +95,49 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+def sqlite_error_kind(exc: sqlite3.Error) -> str:
+    """``damaged``, ``read-only``, ``full``, ``busy`` or ``other``: what an SQLite error means
+    for the user (by error name where Python gives it, else by SQLite's message)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or any(
+        word in text for word in ("malformed", "not a database", "corrupt")
+    ):
+        return "damaged"
+    if name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        return "read-only"
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return "full"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return "busy"
+    return "other"
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """SQLite's multi-line check output as one short line."""
+    parts = [p.strip() for p in str(text).splitlines() if p.strip() and not p.startswith("***")]
+    flat = "; ".join(parts)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sqlite_errors(method: F) -> F:
+    """Turn an SQLite error raised while reading or writing into a StoreError saying what to do."""
+
+    @functools.wraps(method)
+    def wrapper(self: EmbeddingStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        except UnicodeDecodeError as exc:  # SQLite's text from damaged pages
+            raise self._damaged(f"unreadable text: {exc.reason}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 @dataclass
 class StoreStats:
     """Cumulative counters for one store object; texts are counted once per request."""
@@ -109,6 +158,9 @@ class EmbeddingStore:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = default_store_path() if path is None else Path(path).expanduser()
         self.stats = StoreStats()
+        #: Opened read-only because the file or its folder is not writable: stored vectors are
+        #: served, and only a text that would need embedding is an error.
+        self.read_only = False
         self._conn: sqlite3.Connection | None = None
         self._conn = self._open()
 
@@ -120,6 +172,113 @@ class EmbeddingStore:
             "pass another location with --store PATH (or set QUERYFIT_STORE)"
         )
 
+    def _damaged(self, why: str) -> StoreError:
+        return StoreError(
+            f"embedding store {self.path} is damaged ({one_line(why)}); run `queryfit store "
+            f"repair --store {self.path}` to keep every readable entry and move the damaged file "
+            "aside (or delete the file to start over)"
+        )
+
+    def _read_only_error(self, why: str) -> StoreError:
+        return StoreError(
+            f"cannot write to embedding store {self.path}: it is read-only ({why}); make it "
+            "writable, or pass a writable location with --store PATH (or set QUERYFIT_STORE)"
+        )
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """The StoreError for an SQLite error met while reading or writing entries."""
+        kind = sqlite_error_kind(exc)
+        if kind == "damaged":
+            return self._damaged(str(exc))
+        if kind == "read-only":
+            why = "opened read-only" if self.read_only else str(exc)
+            return self._read_only_error(f"{why}; texts not yet in it need embedding")
+        if kind == "full":
+            return self._fail("the disk is full; free some space")
+        if kind == "busy":
+            return self._fail("another process holds it locked (waited 30 s); let it finish")
+        return self._fail(f"SQLite error: {exc}")
+
+    def _writable(self) -> bool:
+        """Whether SQLite can write here: the file (if any) and its folder, which holds the WAL."""
+        folder_ok = os.access(self.path.parent, os.W_OK)
+        return folder_ok and (not self.path.exists() or os.access(self.path, os.W_OK))
+
+    def _quick_check(self, conn: sqlite3.Connection) -> None:
+        """Name damage at open (cheap for stores up to QUICK_CHECK_MAX_BYTES), not mid-run."""
+        try:
+            size = self.path.stat().st_size + Path(f"{self.path}-wal").stat().st_size
+        except FileNotFoundError:
+            size = self.path.stat().st_size if self.path.exists() else 0
+        if size > QUICK_CHECK_MAX_BYTES:
+            return
+        result = conn.execute("PRAGMA quick_check(1)").fetchone()
+        if result is not None and result[0] != "ok":
+            raise self._damaged(str(result[0]))
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Open a store whose file or folder is not writable, for reading what it holds.
+
+        ``mode=ro`` reads a WAL-mode file when its ``-shm`` can be used; in a read-only folder
+        without one, ``immutable=1`` reads the file as it is, which is exact when no ``-wal`` with
+        unmerged changes lies next to it (a store closed cleanly has none).
+        """
+        if not self.path.exists():
+            raise self._fail("its folder is read-only, so no store can be created there")
+        uri = self.path.absolute().as_uri()
+        wal = Path(f"{self.path}-wal")
+        attempts = [f"{uri}?mode=ro"]
+        if not (wal.exists() and wal.stat().st_size > 0):
+            attempts.append(f"{uri}?immutable=1")
+        last: sqlite3.Error | None = None
+        for target in attempts:
+            conn = None
+            try:
+                conn = sqlite3.connect(target, uri=True, timeout=30.0)
+                conn.isolation_level = None
+                self._quick_check(conn)
+                self._check_schema_read_only(conn)
+                return conn
+            except BaseException as exc:
+                if conn is not None:
+                    conn.close()
+                if isinstance(exc, UnicodeDecodeError):
+                    raise self._damaged(f"unreadable text: {exc.reason}") from exc
+                if not isinstance(exc, sqlite3.Error):
+                    raise
+                if sqlite_error_kind(exc) == "damaged":
+                    raise self._damaged(str(exc)) from exc
+                last = exc
+        raise self._fail(
+            f"it is read-only and cannot be read as it is ({last}; it has unmerged changes in "
+            f"{wal.name}): open it once where it is writable, or copy it with its {wal.name} to a "
+            "writable folder"
+        )
+
+    def _check_schema_read_only(self, conn: sqlite3.Connection) -> None:
+        """The checks of :meth:`_init_schema`, without creating anything."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            if tables:
+                raise self._fail(
+                    "it is a SQLite database but not a queryfit store "
+                    f"(tables: {', '.join(sorted(tables))})"
+                )
+            raise self._read_only_error("an empty file, and its location is not writable")
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            version = int(row[0]) if row is not None else SCHEMA_VERSION
+        except (TypeError, ValueError):
+            raise self._damaged(f"unreadable schema version {row[0]!r}") from None
+        if version > SCHEMA_VERSION:
+            raise self._fail(
+                f"it was written by a newer queryfit (schema {version}, this version reads up to "
+                f"{SCHEMA_VERSION}); upgrade queryfit"
+            )
+        missing = {"namespaces", "embeddings"} - tables
+        if missing:
+            raise self._damaged(f"tables missing: {', '.join(sorted(missing))}")
+
     def _open(self) -> sqlite3.Connection:
         in_memory = str(self.path) == ":memory:"
         if not in_memory:
@@ -128,7 +287,14 @@ class EmbeddingStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise self._fail(
+                        f"its folder cannot be created: the location is read-only ({exc.strerror})"
+                    ) from exc
                 raise self._fail(f"cannot create its folder ({exc.strerror or exc})") from exc
+            if not self._writable():
+                self.read_only = True
+                return self._open_read_only()
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0)
@@ -140,15 +306,28 @@ class EmbeddingStore:
                     raise self._fail(f"cannot switch it to WAL journaling (got {mode!r})")
             # WAL + NORMAL: a crash of the process never loses a committed batch.
             conn.execute("PRAGMA synchronous=NORMAL")
+            if not in_memory:
+                self._quick_check(conn)
             self._init_schema(conn)
-        except StoreError:
+        except BaseException as exc:
             if conn is not None:
-                conn.close()
-            raise
-        except sqlite3.DatabaseError as exc:
-            if conn is not None:
-                conn.close()
-            raise self._fail(f"not a usable SQLite database ({exc})") from exc
+                conn.close()  # on any failure: a leaked connection keeps its file locked
+            if isinstance(exc, UnicodeDecodeError):  # SQLite's text from damaged pages
+                raise self._damaged(f"unreadable text: {exc.reason}") from exc
+            if not isinstance(exc, sqlite3.Error):
+                raise
+            kind = sqlite_error_kind(exc)
+            if kind == "read-only" and not in_memory:
+                self.read_only = True  # writable by its mode bits, yet not: open it to read
+                return self._open_read_only()
+            if kind == "damaged" and "not a database" not in str(exc):
+                raise self._damaged(str(exc)) from exc
+            if kind == "damaged":
+                raise self._fail(
+                    f"not a usable SQLite database ({exc}); if it is a damaged queryfit store, "
+                    f"`queryfit store repair --store {self.path}` moves it aside and starts afresh"
+                ) from exc
+            raise self._error(exc) from exc
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
@@ -261,6 +440,7 @@ class EmbeddingStore:
             matrix = matrix[finite]
         return {h: i for i, h in enumerate(found)}, matrix, n_bad
 
+    @_sqlite_errors
     def count(self, embedder: Embedder | None = None) -> int:
         """Number of stored vectors, overall or under the embedder's query and document keys."""
         if embedder is None:
@@ -303,6 +483,7 @@ class EmbeddingStore:
 
     # -- embedding ---------------------------------------------------------------------------
 
+    @_sqlite_errors
     def embed(
         self,
         embedder: Embedder,
@@ -371,6 +552,10 @@ class EmbeddingStore:
         result[have] = stored[rows[have]]
         missing: list[int] = np.flatnonzero(~have).tolist()
         self.stats.texts_from_store += len(hashes) - len(missing)
+        if missing and self.read_only:  # say so before paying for a model call
+            raise self._read_only_error(
+                f"opened read-only; {len(missing)} of these {kind} texts are not in it yet"
+            )
 
         if missing:
             self._remember_dim(embedder, kind, dim)

@@ -80,7 +80,7 @@ The dough rises slowly, often overnight, which gives the bread its sour taste. A
 Dutch oven traps steam and helps the crust form. See [the guide](https://example.org) for times.
 
 ```python
-print("code blocks are skipped")
+print("code blocks are kept")
 ```
 """
 

@@ -219,13 +219,14 @@ def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") ->
     if format == "npy":
         for name, array in arrays.items():
             path = out / f"{name}.npy"
-            np.save(path, array, allow_pickle=False)
+            with _io.atomic_file(path, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
             written.append(path)
     else:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         path = out / MATRIX_FILE
-        save_file(arrays, str(path), metadata={"format": "queryfit-adapter-export"})
+        _io.write_bytes(path, save(arrays, metadata={"format": "queryfit-adapter-export"}))
         written.append(path)
     info = {
         "type": "residual_mlp" if adapter.type == "residual_mlp" else "affine",
@@ -278,7 +279,8 @@ def _export_llamaindex(adapter: Adapter, out: Path) -> list[Path]:
         note = "load with the default LinearLayer"
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()}
     _io.write_text(out / LLAMAINDEX_CONFIG, json.dumps(config) + "\n")
-    torch.save(tensors, str(out / LLAMAINDEX_WEIGHTS))
+    with _io.atomic_file(out / LLAMAINDEX_WEIGHTS, "wb") as fh:
+        torch.save(tensors, fh)
     readme = out / "QUERYFIT_EXPORT.txt"
     _io.write_text(
         readme,

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from queryfit import __version__, _io
-from queryfit.adapters.base import Adapter
+from queryfit.adapters.base import FAMILIES, Adapter, array_problem
 from queryfit.adapters.record import FORMAT_VERSION, read_metadata, to_json
 from queryfit.errors import AdapterError
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter.json"
+_FIX = "retrain the adapter with `queryfit train` or restore the folder from a backup"
 
 __all__ = [
     "CONFIG_FILE",
@@ -36,11 +38,35 @@ def save_adapter(adapter: Adapter, folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise AdapterError(f"cannot write adapter to {folder}: it is a file; choose a folder path")
-    _io.write_bytes(
-        folder / WEIGHTS_FILE, save(adapter.params, metadata={"format": "queryfit-adapter"})
-    )
-    _io.write_json(folder / CONFIG_FILE, to_json(adapter, __version__))
+    weights = save(adapter.params, metadata={"format": "queryfit-adapter"})
+    try:
+        _io.write_bytes(folder / WEIGHTS_FILE, weights)
+        _io.write_json(folder / CONFIG_FILE, to_json(adapter, __version__))
+    except OSError as exc:
+        raise AdapterError(
+            f"cannot write adapter to {folder}: {exc.strerror or exc}; choose a writable folder"
+        ) from exc
     return folder
+
+
+def _read_json(config_path: Path) -> Any:
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{config_path} is not valid JSON ({exc}); {_FIX}") from exc
+    except RecursionError:
+        raise AdapterError(f"{config_path} is not valid JSON (nested too deeply); {_FIX}") from None
+    except OSError as exc:
+        raise AdapterError(f"cannot read {config_path} ({exc.strerror or exc}); {_FIX}") from exc
+
+
+def _read_weights(weights_path: Path) -> dict[str, Any]:
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise AdapterError(
+            f"{weights_path} is not a readable safetensors file ({exc}); {_FIX}"
+        ) from exc
 
 
 def load_adapter(
@@ -50,7 +76,11 @@ def load_adapter(
     dim: int | None = None,
     force: bool = False,
 ) -> Adapter:
-    """Load an adapter folder; refuse it for a different base model or dimension unless forced."""
+    """Load an adapter folder; refuse it for a different base model or dimension unless forced.
+
+    Every field and array is checked (types, shapes against ``dim``, finite values), so a
+    damaged folder is refused with the file and the field or array at fault, never applied.
+    """
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
@@ -58,21 +88,23 @@ def load_adapter(
             f"{folder} is not an adapter folder (expected {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "create one with `queryfit train`"
         )
-    try:
-        meta = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    fields = read_metadata(_read_json(config_path), str(config_path))
+    if fields["type"] not in FAMILIES:
         raise AdapterError(
-            f"{config_path} is not valid JSON ({exc}); retrain or restore it"
-        ) from exc
-    fields = read_metadata(meta, str(config_path))
-    try:
-        params = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AdapterError(f"{weights_path} is not a readable safetensors file ({exc})") from exc
+            f"{config_path}: type is {fields['type']!r}, expected one of "
+            f"{', '.join(sorted(FAMILIES))}; {_FIX}"
+        )
+    params = _read_weights(weights_path)
+    problem = array_problem(fields["type"], params, fields["dim"])
+    if problem is not None:
+        raise AdapterError(
+            f"{weights_path}: {problem} ({CONFIG_FILE} says type {fields['type']}, dim "
+            f"{fields['dim']}); the folder is damaged or its files do not belong together: {_FIX}"
+        )
     try:
         adapter = Adapter(params=params, **fields)
     except AdapterError as exc:
-        raise AdapterError(f"{folder}: {exc}; retrain the adapter or restore its files") from None
+        raise AdapterError(f"{config_path}: {exc}") from None
     if not force:
         check_fits(adapter, model_id, dim, source=str(folder))
     return adapter

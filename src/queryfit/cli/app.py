@@ -73,7 +73,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except QueryfitError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(printable(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished work is kept in the store, rerun to resume")
@@ -82,6 +82,13 @@ def user_errors(fn: F) -> F:
             warnings.showwarning = previous
 
     return wrapper  # type: ignore[return-value]
+
+
+def printable(exc: QueryfitError) -> str:
+    """The command line's spelling of the message (flags, not Python arguments), on one line, with
+    anything a terminal cannot encode (a lone surrogate from a JSON file) escaped."""
+    message = " ".join(getattr(exc, "cli_message", str(exc)).splitlines())
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def emit_json(data: Any) -> None:

@@ -35,6 +35,13 @@ API_PROVIDERS = ("openai", "azure-openai", "azure", "cohere", "voyage", "voyagea
 # -- single options, used as they are ----------------------------------------------------------
 
 DataOpt = typer.Option(..., "--data", "-d", help="LlamaIndex JSON, BEIR folder or JSONL pairs.")
+SplitOpt = typer.Option(
+    None,
+    "--split",
+    help="Qrels split of a BEIR --data folder: reads qrels/NAME.tsv [default: test, or the only "
+    "one].",
+    show_default=False,
+)
 DocsOpt = typer.Option(
     ..., "--docs", "-D", help="Folder (searched recursively) or file: .txt, .md, .html, .pdf."
 )

@@ -20,6 +20,7 @@ from queryfit.cli.options import (
     QuietOpt,
     ReportOpt,
     ResamplesOpt,
+    SplitOpt,
     StoreOpt,
     TrainChoice,
     flags,
@@ -32,6 +33,7 @@ from queryfit.cli.render import comparison_table, print_coverage, print_trained
 @flags(MODEL, BACKEND)
 def embed(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -49,7 +51,7 @@ def embed(
 
     progress = not (quiet or as_json)
     if backend is None:
-        result = api.embed(data, model=model.resolve(), store=store, progress=progress)
+        result = api.embed(data, model=model.resolve(), store=store, progress=progress, split=split)
     else:
         # The spec and its options travel to the workers (never the key); checked here first.
         if model.api_key is None:
@@ -61,6 +63,7 @@ def embed(
             store=store,
             progress=progress,
             backend=backend,
+            split=split,
         )
     if as_json:
         return emit_json(result.to_dict())
@@ -76,6 +79,7 @@ def embed(
 @flags(MODEL, TRAIN)
 def train(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     adapter_out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write."),
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
@@ -99,6 +103,7 @@ def train(
         split_by=training.split_by,
         search=training.search,
         progress=not (quiet or as_json),
+        split=split,
     )
     if as_json:
         return emit_json(result.to_dict())
@@ -110,6 +115,7 @@ def train(
 @flags(MODEL)
 def evaluate(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     adapter: Path = AdapterOpt,
     force: bool = ForceOpt,
     resamples: int = ResamplesOpt,
@@ -137,6 +143,7 @@ def evaluate(
         n_resamples=resamples,
         progress=not (quiet or as_json),
         report=html_report,
+        split=split,
     )
     if as_json:
         return emit_json(result.to_dict())
@@ -152,6 +159,7 @@ def evaluate(
 @flags(MODEL)
 def report(
     data: Path = DataOpt,
+    split: str = SplitOpt,
     adapter: Path = AdapterOpt,
     html_out: Path = typer.Option(
         Path("queryfit-report.html"), "--out", "-o", help="HTML file to write."
@@ -182,6 +190,7 @@ def report(
         force=force,
         n_resamples=resamples,
         progress=not (quiet or as_json),
+        split=split,
     )
     if as_json:
         return emit_json(result.to_dict())

@@ -17,12 +17,20 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from queryfit import _io
-from queryfit.data.model import QADataset, content_id, content_problems, raise_problems
+from queryfit.data.model import (
+    QADataset,
+    content_id,
+    content_problems,
+    raise_problems,
+    surrogate_problem,
+)
 from queryfit.errors import DatasetError
 
 __all__ = ["FORMATS", "load_dataset", "save_dataset"]
@@ -70,7 +78,7 @@ def _read_lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
     try:
         with _open_text(path) as fh:
             yield from enumerate(fh, start=1)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise DatasetError(
             f"cannot read {source}: {exc}. Fix: pass an UTF-8 text file (optionally gzipped)."
         ) from exc
@@ -90,6 +98,14 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             obj.duplicates.append(key)
         obj[key] = value
     return obj
+
+
+def _parse_json(text: str, **kwargs: Any) -> Any:
+    """``json.loads`` with nesting too deep for Python's stack turned into a JSONDecodeError."""
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def _missing(path: Path) -> DatasetError:
@@ -131,7 +147,7 @@ def _load_llamaindex(path: Path) -> QADataset:
             "Fix: re-save the file as UTF-8 JSON."
         ) from exc
     try:
-        data = json.loads(text, object_pairs_hook=_pairs_hook)
+        data = _parse_json(text, object_pairs_hook=_pairs_hook)
     except json.JSONDecodeError as exc:
         raise DatasetError(
             f"invalid JSON in {source} at line {exc.lineno} column {exc.colno}: {exc.msg}. "
@@ -204,9 +220,12 @@ def _load_jsonl(path: Path) -> QADataset:
         if not isinstance(text, str):
             problems.append(f"line {lineno}: passage text is {type(text).__name__}, not a string")
             return None
+        named = f" {did!r}" if did is not None else ""
         if not text.strip():
-            named = f" {did!r}" if did is not None else ""
             problems.append(f"line {lineno}: passage{named} has empty text")
+            return None
+        if (bad := surrogate_problem(text)) is not None:
+            problems.append(f"line {lineno}: passage{named} text {bad}")
             return None
         did = did if did is not None else content_id("d-", text)
         known = corpus.get(did)
@@ -221,7 +240,7 @@ def _load_jsonl(path: Path) -> QADataset:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _parse_json(line)
         except json.JSONDecodeError as exc:
             problems.append(f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
             continue
@@ -270,6 +289,9 @@ def _load_jsonl(path: Path) -> QADataset:
             continue
         if not qtext.strip():
             problems.append(f"line {lineno}: query has empty text")
+            continue
+        if (bad := surrogate_problem(qtext)) is not None:
+            problems.append(f"line {lineno}: query text {bad}")
             continue
         if "query_id" in row:
             qid = _str_id(row["query_id"])
@@ -341,7 +363,7 @@ def _read_beir_jsonl(path: Path, problems: list[str], with_title: bool) -> dict[
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _parse_json(line)
         except json.JSONDecodeError as exc:
             problems.append(f"{name} line {lineno}: invalid JSON ({exc.msg})")
             continue
@@ -392,14 +414,17 @@ def _load_beir(folder: Path, split: str | None) -> QADataset:
             split = splits[0]
         else:
             found = ", ".join(splits) if splits else "none"
+            what = f"{source}: cannot choose a qrels split (found: {found}). Fix: pass"
             raise DatasetError(
-                f"{source}: cannot choose a qrels split (found: {found}). "
-                "Fix: pass split=<name> for one of qrels/<name>.tsv."
+                f"{what} split=<name> for one of qrels/<name>.tsv.",
+                cli=f"{what} --split NAME for one of qrels/NAME.tsv.",
             )
     elif split not in splits:
         found = ", ".join(splits) if splits else "none"
+        what = f"{source}: no qrels/{split}.tsv (found: {found}). Fix: pass"
         raise DatasetError(
-            f"{source}: no qrels/{split}.tsv (found: {found}). Fix: pass one of the found splits."
+            f"{what} split= one of the found splits.",
+            cli=f"{what} --split with one of the found splits.",
         )
     problems: list[str] = []
     corpus = _read_beir_jsonl(corpus_path, problems, with_title=True)
@@ -425,6 +450,12 @@ def _load_beir(folder: Path, split: str | None) -> QADataset:
                 continue  # the header row, e.g. query-id\tcorpus-id\tscore
             problems.append(
                 f"qrels/{split}.tsv line {lineno}: score {score_text!r} is not a number"
+            )
+            continue
+        if not math.isfinite(score):
+            problems.append(
+                f"qrels/{split}.tsv line {lineno}: score {score_text!r} is not a finite number "
+                "(write 1 for relevant, 0 for not relevant)"
             )
             continue
         if qid not in all_queries:
@@ -459,6 +490,11 @@ def _load_beir(folder: Path, split: str | None) -> QADataset:
     return QADataset(queries=queries, corpus=corpus, relevant_docs=relevant)
 
 
+def _tsv_safe(value: str) -> bool:
+    """Whether ``value`` reads back unchanged from a qrels column (split on tabs, stripped)."""
+    return value == value.strip() and not any(c in value for c in "\t\n\r")
+
+
 def _save_beir(ds: QADataset, folder: Path, split: str) -> None:
     """Write a BEIR folder; titles are empty so that load(save(ds)) == ds."""
     corpus_lines = [
@@ -471,9 +507,10 @@ def _save_beir(ds: QADataset, folder: Path, split: str) -> None:
     qrels = ["query-id\tcorpus-id\tscore"]
     for qid in ds.queries:
         for did in ds.relevant_docs.get(qid, []):
-            if "\t" in qid or "\t" in did or "\n" in qid or "\n" in did:
+            if not (_tsv_safe(qid) and _tsv_safe(did)):
                 raise DatasetError(
-                    f"cannot save {folder} as BEIR: id {qid!r}/{did!r} contains a tab or newline. "
+                    f"cannot save {folder} as BEIR: id {qid!r}/{did!r} contains a tab or line "
+                    "break, or starts or ends with whitespace, which qrels TSV cannot hold. "
                     "Fix: save as LlamaIndex JSON or JSONL instead."
                 )
             qrels.append(f"{qid}\t{did}\t1")
@@ -498,9 +535,10 @@ def _detect_format(path: Path, for_saving: bool) -> str:
         return "beir"
     if not for_saving and not path.exists():
         raise _missing(path)
+    what = f"cannot tell the format of {path} from its name. Fix: use a .json (LlamaIndex), "
     raise DatasetError(
-        f"cannot tell the format of {path} from its name. Fix: use a .json (LlamaIndex), "
-        f".jsonl (pairs) or folder (BEIR) path, or pass format= one of {', '.join(FORMATS)}."
+        f"{what}.jsonl (pairs) or folder (BEIR) path, or pass format= one of {', '.join(FORMATS)}.",
+        cli=f"{what}.jsonl (pairs) or folder (BEIR) path; rename the file if needed.",
     )
 
 
@@ -527,7 +565,8 @@ def load_dataset(path: str | Path, format: str = "auto", *, split: str | None = 
         fmt = _detect_format(path, for_saving=False)
     if split is not None and fmt != "beir":
         raise DatasetError(
-            f"split={split!r} given for {path}, which is not a BEIR folder. Fix: drop split=."
+            f"split={split!r} given for {path}, which is not a BEIR folder. Fix: drop split=.",
+            cli=f"--split {split} given for {path}, which is not a BEIR folder. Fix: drop --split.",
         )
     if fmt == "llamaindex":
         return _load_llamaindex(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,29 @@ _FIX_CONTENT = (
 
 def content_id(prefix: str, text: str) -> str:
     """Stable id from the text itself (``prefix`` + 16 hex digits of its sha256), so identical
-    texts collapse into one entry and a rerun over the same files yields the same ids."""
-    return prefix + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    texts collapse into one entry and a rerun over the same files yields the same ids.
+
+    ``surrogatepass`` keeps this total: a lone surrogate (legal in JSON, not in UTF-8) hashes
+    instead of crashing; the loaders refuse such texts anyway."""
+    return prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def surrogate_problem(text: str) -> str | None:
+    """Where ``text`` holds a lone surrogate, or None.
+
+    JSON may escape half of a UTF-16 pair (``"\\ud800"``); Python keeps it as a code point that
+    is not valid Unicode, and tokenizers and UTF-8 encoders crash on it far from the file.
+    """
+    match = _SURROGATE.search(text)
+    if match is None:
+        return None
+    return (
+        f"holds a lone surrogate {match.group()!r} at character {match.start()} (half of a "
+        "UTF-16 pair, not valid Unicode: remove it or write the whole character)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,10 +81,14 @@ def content_problems(
         for key, text in mapping.items():
             if not isinstance(key, str):
                 problems.append(f"{kind} id {key!r} is not a string")
+            elif (bad := surrogate_problem(key)) is not None:
+                problems.append(f"{kind} id {key!r} {bad}")
             if not isinstance(text, str):
                 problems.append(f"{kind} {key!r} has non-string text ({type(text).__name__})")
             elif not text.strip():
                 problems.append(f"{kind} {key!r} has empty text")
+            elif (bad := surrogate_problem(text)) is not None:
+                problems.append(f"{kind} {key!r} text {bad}")
     for qid in queries:
         rel = relevant_docs.get(qid)
         if rel is None or (isinstance(rel, list) and not rel):
@@ -127,7 +153,9 @@ class QADataset:
             "relevant_docs": {q: sorted(d) for q, d in self.relevant_docs.items()},
         }
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        # surrogatepass: total on any str (a lone surrogate would crash plain UTF-8), and the
+        # same bytes as plain UTF-8 for every valid text, so fingerprints did not change.
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
     def subset(
         self, query_ids: Iterable[str], corpus_ids: Iterable[str] | None = None

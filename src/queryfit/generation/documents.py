@@ -126,7 +126,7 @@ def _decode(raw: bytes) -> str:
 
 
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.S)
-_FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
+_FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", re.M)
@@ -135,10 +135,62 @@ _MD_RULE = re.compile(r"^\s*([-*_=~^])\1{2,}\s*$", re.M)
 _MD_HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
 
 
+def split_fences(text: str) -> list[tuple[bool, str]]:
+    """``(is_code, text)`` segments: Markdown fenced code blocks (fence lines included, inner
+    lines verbatim) and the prose between them.
+
+    Follows CommonMark: a fence is three or more backticks or tildes indented at most three
+    spaces; it closes at a line of at least as many of the same character, or at the end of the
+    text. Technical documents keep their code this way instead of losing it as markup.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    segments: list[tuple[bool, str]] = []
+    prose: list[str] = []
+    i = 0
+    while i < len(lines):
+        opening = _FENCE_OPEN.match(lines[i])
+        if opening is None or (opening.group(2)[0] == "`" and "`" in opening.group(3)):
+            prose.append(lines[i])
+            i += 1
+            continue
+        indent, fence = len(opening.group(1)), opening.group(2)
+        closing = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and not closing.match(lines[i]):
+            line = lines[i]
+            strip = min(indent, len(line) - len(line.lstrip(" ")))
+            body.append(line[strip:].rstrip())
+            i += 1
+        i += 1  # the closing fence (or the end of the text)
+        while body and not body[-1]:
+            body.pop()
+        while body and not body[0]:
+            body.pop(0)
+        if prose:
+            segments.append((False, "\n".join(prose)))
+            prose = []
+        if body:  # an empty block says nothing
+            info = opening.group(3).strip()
+            segments.append((True, "\n".join([fence + info, *body, fence])))
+    if prose:
+        segments.append((False, "\n".join(prose)))
+    return segments
+
+
 def _markdown_to_text(text: str) -> str:
-    """Markdown (or reST) to prose: markup removed, headings kept as their own paragraphs."""
-    text = _FRONT_MATTER.sub("", text)
-    text = _FENCE.sub("\n", text)  # code blocks are not prose a question is asked about
+    """Markdown (or reST) to prose: markup removed, headings kept as their own paragraphs.
+
+    Fenced code blocks are kept verbatim, fences included, as paragraphs of their own: the code
+    in technical docs is what many questions are about.
+    """
+    text = _FRONT_MATTER.sub("", text.replace("\r\n", "\n"))
+    return "\n\n".join(
+        segment if is_code else _markdown_prose(segment) for is_code, segment in split_fences(text)
+    )
+
+
+def _markdown_prose(text: str) -> str:
     text = _MD_IMAGE.sub(r"\1", text)
     text = _MD_LINK.sub(r"\1", text)
     text = _MD_HEADING.sub(lambda m: f"\n{m.group(1)}\n", text)
@@ -221,12 +273,20 @@ def _read_pdf(path: Path) -> list[tuple[int, str]]:
 
 
 def _normalise_whitespace(text: str) -> str:
-    """Collapse runs of spaces, keep paragraph breaks (blank lines) as the one structure."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
-    text = re.sub(r"-\n(?=[a-z])", "", text)  # words hyphenated across lines (PDFs)
-    paragraphs = re.split(r"\n\s*\n", text)
-    cleaned = [" ".join(p.split()) for p in paragraphs]
-    return "\n\n".join(p for p in cleaned if p)
+    """Collapse runs of spaces, keep paragraph breaks (blank lines) as the one structure.
+
+    Fenced code blocks keep their lines and indentation: whitespace is part of code.
+    """
+    out: list[str] = []
+    for is_code, segment in split_fences(text):
+        if is_code:
+            out.append(segment.replace("\u00a0", " "))
+            continue
+        segment = segment.replace("\u00a0", " ")
+        segment = re.sub(r"-\n(?=[a-z])", "", segment)  # words hyphenated across lines (PDFs)
+        paragraphs = re.split(r"\n\s*\n", segment)
+        out.extend(" ".join(p.split()) for p in paragraphs)
+    return "\n\n".join(p for p in out if p)
 
 
 def read_file(path: str | Path, source: str | None = None) -> list[Document]:
@@ -462,6 +522,32 @@ def _split_long(sentence: str, max_tokens: int, count: Callable[[str], int]) -> 
     return pieces
 
 
+def _code_pieces(block: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    """A fenced block whole when it fits the window, else runs of whole lines, each wrapped in
+    the block's fences so that every passage still reads as code."""
+    if count(block) <= max_tokens:
+        return [block]
+    lines = block.split("\n")
+    opening, body, closing = lines[0], lines[1:-1], lines[-1]
+
+    def wrap(run: list[str]) -> str:
+        return "\n".join([opening, *run, closing])
+
+    room = max_tokens - count(wrap([]))
+    pieces: list[str] = []
+    run: list[str] = []
+    for line in body:
+        parts = [line] if count(line) <= room else _split_long(line, max(room, 1), count)
+        for part in parts:
+            if run and count(wrap([*run, part])) > max_tokens:
+                pieces.append(wrap(run))
+                run = []
+            run.append(part)
+    if run:
+        pieces.append(wrap(run))
+    return pieces
+
+
 def default_overlap(max_tokens: int) -> int:
     """Tokens carried over between chunks when no overlap is given: an eighth of the window."""
     return max_tokens // 8
@@ -477,7 +563,9 @@ def chunk_text(
 ) -> list[str]:
     """Split text into chunks of at most ``max_tokens`` tokens, on sentence boundaries.
 
-    Paragraphs are kept whole when they fit; otherwise sentences are packed greedily. Each chunk
+    Paragraphs are kept whole when they fit; otherwise sentences are packed greedily. A fenced
+    code block is one paragraph, kept whole (lines and indentation intact) when it fits, else cut
+    between lines into pieces that each carry the fences. Each chunk
     after the first starts with the trailing sentences of the previous one, up to
     ``overlap_tokens`` (default: an eighth of ``max_tokens``), so a fact cut at a boundary is
     still whole in one chunk. A sentence longer than the window is cut at word boundaries. A final
@@ -492,16 +580,25 @@ def chunk_text(
             f"({max_tokens}); lower --overlap-tokens"
         )
     units: list[tuple[str, int, bool]] = []  # (sentence, tokens, starts a paragraph)
-    for paragraph in re.split(r"\n\s*\n", text):
-        first = True
-        for sentence in split_sentences(paragraph):
-            n = count_tokens(sentence)
-            pieces = (
-                [sentence] if n <= max_tokens else _split_long(sentence, max_tokens, count_tokens)
+    for is_code, segment in split_fences(text):
+        if is_code:  # a code block is a paragraph of its own, whole when it fits
+            units.extend(
+                (piece, count_tokens(piece), True)
+                for piece in _code_pieces(segment, max_tokens, count_tokens)
             )
-            for piece in pieces:
-                units.append((piece, n if len(pieces) == 1 else count_tokens(piece), first))
-                first = False
+            continue
+        for paragraph in re.split(r"\n\s*\n", segment):
+            first = True
+            for sentence in split_sentences(paragraph):
+                n = count_tokens(sentence)
+                pieces = (
+                    [sentence]
+                    if n <= max_tokens
+                    else _split_long(sentence, max_tokens, count_tokens)
+                )
+                for piece in pieces:
+                    units.append((piece, n if len(pieces) == 1 else count_tokens(piece), first))
+                    first = False
     chunks: list[list[tuple[str, int, bool]]] = []
     current: list[tuple[str, int, bool]] = []
     size = 0

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from queryfit.data.model import surrogate_problem
 from queryfit.errors import GenerationError
 
 DEFAULT_SYSTEM = (
@@ -199,8 +200,8 @@ def parse_questions(text: str, n: int | None = None, *, min_words: int = 2) -> l
     seen: set[str] = set()
     for question in found:
         question = _clean(question)
-        if len(question.split()) < min_words:
-            continue
+        if len(question.split()) < min_words or surrogate_problem(question) is not None:
+            continue  # a lone surrogate (JSON "\\ud800") would crash tokenizers and UTF-8 files
         key = re.sub(r"\W+", " ", question.lower()).strip()
         if not key or key in seen:
             continue

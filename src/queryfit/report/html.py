@@ -20,7 +20,7 @@ render without JavaScript; a few lines of script only sort and filter the query 
 fetched from the network.
 
 The per-query material comes from :class:`QueryDetails`, which :func:`queryfit.api.evaluate`
-builds with :func:`query_details` and attaches to its :class:`~queryfit.api.EvaluationReport`.
+builds with :func:`query_details` and attaches to its :class:`~queryfit.api.EvaluationResult`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from html import escape
 from importlib import resources
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from queryfit import _io
 from queryfit.adapters.record import TrainingFacts
 from queryfit.console import json_default
 from queryfit.errors import QueryfitError
@@ -595,7 +594,7 @@ def _json_for_script(data: Any) -> str:
 
 
 def render_report(report: Any, *, title: str | None = None, path: str | Path | None = None) -> str:
-    """The report for an :class:`~queryfit.api.EvaluationReport` as one HTML document.
+    """The report for an :class:`~queryfit.api.EvaluationResult` as one HTML document.
 
     ``path`` is where it will be written; the embedded evaluation JSON records it.
     """
@@ -659,20 +658,13 @@ def check_report_path(path: str | Path) -> Path:
 def write_report(report: Any, path: str | Path, *, title: str | None = None) -> Path:
     """Write the HTML report for ``report`` to ``path`` (atomically) and return the path.
 
-    ``report`` is an :class:`~queryfit.api.EvaluationReport` from :func:`queryfit.api.evaluate`,
+    ``report`` is an :class:`~queryfit.api.EvaluationResult` from :func:`queryfit.api.evaluate`,
     which collects the per-query details the plots and the query table need.
     """
     path = check_report_path(path)
     html = render_report(report, title=title, path=path)
-    parent = path.parent if str(path.parent) else Path(".")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=parent, suffix=".tmp", delete=False, encoding="utf-8"
-        ) as tmp:
-            tmp.write(html)
-        os.chmod(tmp.name, 0o644)  # a report is for reading; temp files start private
-        os.replace(tmp.name, path)
+        _io.write_text(path, html)
     except OSError as exc:
         raise ReportError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
     return path
