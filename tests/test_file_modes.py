@@ -23,7 +23,6 @@ from queryfit.data import QADataset, save_dataset
 from queryfit.generation.documents import Passage
 from queryfit.generation.journal import Journal
 from queryfit.generation.pipeline import write_passages
-from queryfit.workflow import _write_json
 
 DIM = 4
 DATA = QADataset(
@@ -63,7 +62,7 @@ WRITERS: list[tuple[str, Callable[[Path], object]]] = [
     ("export safetensors", lambda p: export_adapter(_adapter(), p / "st", format="safetensors")),
     ("export llamaindex", lambda p: export_adapter(_adapter(), p / "li", format="llamaindex")),
     ("json via _io", lambda p: write_json(p / "info.json", {"a": 1})),
-    ("run.json", lambda p: _write_json(p / "run.json", {"a": Path("x")})),
+    ("run.json", lambda p: write_json(p / "run.json", {"a": Path("x")}, default=str)),
     ("llamaindex dataset", lambda p: save_dataset(DATA, p / "d.json")),
     ("jsonl dataset", lambda p: save_dataset(DATA, p / "d.jsonl.gz")),
     ("beir dataset", lambda p: save_dataset(DATA, p / "beir")),
