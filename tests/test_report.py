@@ -319,8 +319,14 @@ def test_bad_report_paths_fail_before_any_work(run, tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
-def test_opening_is_the_first_line_cut_at_a_word():
-    assert opening("  first   line \nsecond") == "first line"
+def test_opening_is_the_start_without_decoration_cut_at_a_word():
+    assert opening("  first   line \nsecond") == "first line second"
+    assert opening('The "assert" statement\n**********\n\nAssert statements') == (
+        'The "assert" statement Assert statements'
+    )
+    assert opening("## Install\n\n---\nRun `pip install x` -- or a b-c") == (
+        "Install Run `pip install x` -- or a b-c"
+    )
     long = "word " * 100
     cut = opening(long, 40)
     assert cut.endswith("…") and len(cut) <= 41 and "wor…" not in cut

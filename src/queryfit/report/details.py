@@ -7,6 +7,7 @@ repeated when the evaluation already gave the ranks); :mod:`queryfit.report.html
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from queryfit.vectors import RetrievalVectors
 CURVE_MAX_K = 100
 TOP_PASSAGES = 3
 OPENING_CHARS = 120
+# Runs of 3+ of one decoration character (underlines, rules) and Markdown heading marks.
+_DECORATION = re.compile(r"([*=#~^_`+-])\1{2,}|^#{1,6}(?=\s)", re.MULTILINE)
 
 
 @dataclass
@@ -70,12 +73,17 @@ class QueryDetails:
 
 
 def opening(text: str, limit: int = OPENING_CHARS) -> str:
-    """The first line of a passage, whitespace collapsed, cut at a word boundary near ``limit``."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    first = " ".join(first.split())
-    if len(first) <= limit:
-        return first
-    cut = first[:limit]
+    """The start of a passage as one line, cut at a word boundary near ``limit``.
+
+    Whitespace is collapsed across lines (a short heading runs on into its text, which says more
+    than the heading alone) and decoration is dropped: reST / Markdown underlines and rules
+    (``*****``, ``=====``, ``-----``) and heading marks.
+    """
+    text = _DECORATION.sub(" ", text)
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
     space = cut.rfind(" ")
     if space > limit * 0.6:
         cut = cut[:space]
