@@ -30,6 +30,8 @@ _UNNAMED_DATA = "a dataset passed in Python (not read from a file)"
 
 @dataclass(frozen=True)
 class Tile:
+    """One metric, base vs adapted, as the page prints it (values and points as text)."""
+
     metric: str
     base: str
     adapted: str
@@ -154,6 +156,9 @@ class ReportView:
     data_json: Markup
 
 
+# Formatting
+
+
 def _fmt(value: float) -> str:
     """Metric values as the CLI prints them."""
     return f"{value:.4f}"
@@ -189,7 +194,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _article(word: str) -> str:
-    """ "a" or "an" before an adapter type (all of which are spelled as they sound)."""
+    """The article before an adapter type: "an identity", "a linear" (each said as spelled)."""
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
@@ -206,8 +211,8 @@ def _sentence(text: str) -> str:
 
 
 def _tile(d: Any) -> Tile:
-    return Tile(d.metric, _fmt(d.base), _fmt(d.adapted), _pts(d.delta), _pts(d.low),
-                _pts(d.high), _tone(d))  # fmt: skip
+    values = (_fmt(d.base), _fmt(d.adapted), _pts(d.delta), _pts(d.low), _pts(d.high))
+    return Tile(d.metric, *values, tone=_tone(d))
 
 
 def _headline(report: Any, details: QueryDetails | None) -> Headline:
@@ -218,9 +223,12 @@ def _headline(report: Any, details: QueryDetails | None) -> Headline:
         hit = details.curves["hit@k"]
         k = min(10, len(hit["base"]))
         hits = HitSummary(
-            _pct(hit["adapted"][0]), _pct(hit["base"][0]), k,
-            _pct(hit["adapted"][k - 1]), _pct(hit["base"][k - 1]),
-        )  # fmt: skip
+            first_adapted=_pct(hit["adapted"][0]),
+            first_base=_pct(hit["base"][0]),
+            k=k,
+            top_adapted=_pct(hit["adapted"][k - 1]),
+            top_base=_pct(hit["base"][k - 1]),
+        )
     words = {"gain": "better", "loss": "worse", "neutral": "no clear change"}
     rows = [
         MetricRow(
@@ -324,7 +332,7 @@ def _queries(details: QueryDetails) -> QueryTable:
 
 
 def _data_name(details: QueryDetails | None) -> str:
-    """The evaluation data in a few words: its label, else its file name."""
+    """The evaluation data in a few words: its label, else its file name ("" if neither)."""
     if details is not None and details.data_label:
         return details.data_label
     if details is not None and details.data_source:
@@ -363,7 +371,7 @@ def _facts(report: Any, details: QueryDetails | None) -> list[Fact]:
                     Part(
                         f"{what}: {report.queries:,} queries, {report.passages:,} passages; "
                         "fingerprint "
-                    ),  # fmt: skip
+                    ),
                     Part(details.data_fingerprint, "code"),
                 ),
             )
@@ -374,7 +382,7 @@ def _facts(report: Any, details: QueryDetails | None) -> list[Fact]:
         if split and split.cv_folds:
             pairs += (
                 f" ({split.cv_folds}-fold cross-validation: {split.train_queries:,} to train and "
-                f"{split.dev_queries:,} to check per fold, then a refit on all)"
+                f"{split.dev_queries:,} to check per fold, then refit on all)"
             )
         elif split and split.dev_queries:
             pairs += (
@@ -389,7 +397,7 @@ def _facts(report: Any, details: QueryDetails | None) -> list[Fact]:
                     Part(
                         "(the same data as the evaluation: these figures are not held-out)",
                         "warning",
-                    )  # fmt: skip
+                    )
                 )
             out.append(Fact("training data fingerprint", tuple(parts)))
     if facts:
@@ -441,21 +449,17 @@ def build_view(
     from queryfit import __version__
 
     details: QueryDetails | None = getattr(report, "details", None)
-    name = _data_name(details)
+    name = _data_name(details) or _count(report.queries, "query", "queries")
     adapter_type = str(report.adapter.get("type"))
     written = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return ReportView(
-        title=title
-        or (
-            f"queryfit report: {report.model_id} + {adapter_type} adapter on "
-            f"{name or _count(report.queries, 'query')}"
-        ),
+        title=title or f"queryfit report: {report.model_id} + {adapter_type} adapter on {name}",
         version=__version__,
         written=written,
         model_id=str(report.model_id),
         adapter_type=adapter_type,
         article=_article(adapter_type),
-        data_name=name or _count(report.queries, "query", "queries"),
+        data_name=name,
         headline=_headline(report, details),
         plots=result_figures(details) if details is not None else [],
         training=training_figures(details.training) if details is not None else None,
