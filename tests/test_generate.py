@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -384,7 +385,20 @@ def test_run_command_end_to_end_then_reuses_everything(docs_dir, monkeypatch):
     assert not set(train.queries) & set(test.queries)
     assert report["test_queries"] == len(test.queries) > 0
     assert "verdict" in report and not report["train_reused"]
-    assert "**Verdict**" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "**Verdict**" in markdown and f"**Advice**: {report['advice']}." in markdown
+    assert report["advice"] == report["evaluation"]["advice"]
+    # The report names the data by what it is and each passage by its document.
+    html = (out / "report.html").read_text()
+    assert f"held-out test split of docs ({len(test.queries)} questions)" in html
+    assert str(Path("adapter") / "data" / "test.json") in html and "in-memory" not in html
+    passages = [json.loads(line) for line in (out / "data" / "passages.jsonl").open()]
+    shown = set(re.findall(r'<span class="src">([^<]+)</span>', html))
+    assert shown and shown <= {
+        p["source"] if p["page"] is None else f"{p['source']}, page {p['page']}" for p in passages
+    }
+    recorded = json.loads((out / "adapter.json").read_text())["data"]["source"]
+    assert recorded == str(Path("adapter") / "data" / "train.json")
 
     again = in_process(
         "run", "--docs", "docs", "--out", "adapter", "--llm", "heuristic", "--quiet",
@@ -394,6 +408,7 @@ def test_run_command_end_to_end_then_reuses_everything(docs_dir, monkeypatch):
     assert (out / "report.html").is_file() and (work / "elsewhere.html").is_file()
     assert "0 passages asked" in again.stdout
     assert "reused the adapter" in again.stdout and "verdict:" in again.stdout
+    assert "advice: " in again.stdout
     facts = json.loads((out / "run.json").read_text())
     assert facts["train_reused"] and facts["evaluation"]["model_calls"] == 0
 

@@ -18,13 +18,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from markupsafe import escape
 from typer.testing import CliRunner
 
 from queryfit import api
 from queryfit.cli import app
 from queryfit.data import QADataset, save_dataset, split_dataset
-from queryfit.report import html as report_module
 from queryfit.report import plots
+from queryfit.report import view as view_module
 from queryfit.report.details import opening
 from queryfit.report.html import ReportError, render_report, write_report
 from queryfit.store import EmbeddingStore
@@ -32,7 +33,8 @@ from queryfit.training import TrainConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-PLOTS = {"intervals", "hit-curve", "recall-curve", "rank-changes", "loss", "dev-score"}
+# The demo's queries have one relevant passage each, so hit@k is recall@k: one curve.
+PLOTS = {"intervals", "hit-curve", "rank-changes", "loss", "dev-score"}
 
 
 def small_dataset() -> QADataset:
@@ -64,6 +66,8 @@ def run(tmp_path_factory):
             progress=False,
             config=TrainConfig(max_epochs=12, patience=4, lr=1e-3),  # moves ranks both ways
         )
+    # Where each passage came from, as `queryfit run` passes it (a dataset maps ids to text).
+    sources = {d: f"reference/{d.rsplit('-', 1)[0]}.txt, page 1" for d in list(data.corpus)[::2]}
     evaluation = api.evaluate(
         path / "test.json",
         path / "adapter",
@@ -71,11 +75,14 @@ def run(tmp_path_factory):
         progress=False,
         n_resamples=2000,
         report=path / "report.html",
+        data_label="the pydoc demo's test split",
+        sources=sources,
     )
     store.close()
     return SimpleNamespace(
         path=path,
         data=data,
+        sources=sources,
         trained=trained,
         evaluation=evaluation,
         # What `queryfit evaluate --json` prints, read back as a user's script would.
@@ -163,22 +170,152 @@ def test_report_file_mode_follows_the_umask(run, tmp_path, mask):
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
 
 
-def test_missing_history(run):
+def _figures(html: str) -> list[str]:
+    return re.findall(r"<figure\b.*?</figure>", html, re.S)
+
+
+def test_no_empty_figures_a_missing_history_is_one_sentence(run):
     ev = run.evaluation
     assert 'data-plot="loss"' in run.html
+    assert all("<svg" in f for f in _figures(run.html))
     bare = dataclasses.replace(ev, details=dataclasses.replace(ev.details, training=None))
     html = render_report(bare)
-    assert "No per-epoch history" in html and 'data-plot="hit-curve"' in html
+    assert 'data-plot="hit-curve"' in html and 'data-plot="loss"' not in html
+    figures = _figures(html)
+    assert figures and all("<svg" in f for f in figures)  # every box draws a chart
+    note = re.search(r'<p class="note" id="training-note">(.*?)</p>', html).group(1)
+    assert note == "The adapter records no per-epoch history, so there are no training curves."
+    # Without per-query details: one sentence, no plot, training or query sections.
+    plain = render_report(dataclasses.replace(ev, details=None))
+    assert [re.search(r'id="([^"]+)"', f).group(1) for f in _figures(plain)] == ["fig-intervals"]
+    assert 'id="queries"' not in plain and 'id="training"' not in plain
+    assert "collected no per-query details" in plain
 
 
-def test_identity_adapter_is_called_out(run):
+def test_one_relevant_passage_each_gives_one_hit_curve(run):
+    ev = run.evaluation
+    assert ev.details.one_relevant_each
+    assert 'data-plot="recall-curve"' not in run.html
+    caption = re.search(r'<figure id="fig-hit">.*?<figcaption>(.*?)</figcaption>', run.html, re.S)
+    assert caption.group(1).startswith("hit@k (= recall@k: one relevant passage per query)")
+    # A query with two relevant passages: recall@k differs from hit@k, so both are drawn.
+    relevant = [list(r) for r in ev.details.relevant]
+    relevant[0].append(next(d for d in ev.details.passages if d not in relevant[0]))
+    two = dataclasses.replace(ev, details=dataclasses.replace(ev.details, relevant=relevant))
+    html = render_report(two)
+    assert 'data-plot="hit-curve"' in html and 'data-plot="recall-curve"' in html
+    assert "one relevant passage per query" not in html
+
+
+def test_identity_adapter_is_called_out_with_an(run):
     ev = run.evaluation
     identity = dataclasses.replace(ev, adapter={**ev.adapter, "type": "identity"})
-    assert 'id="identity-note"' in render_report(identity)
+    html = render_report(identity)
+    assert 'id="identity-note"' in html and "with an identity query adapter" in html
+    linear = render_report(dataclasses.replace(ev, adapter={**ev.adapter, "type": "linear"}))
+    assert 'id="identity-note"' not in linear and "with a linear query adapter" in linear
+    assert " a identity" not in html + run.html
+
+
+def _advice(html: str) -> tuple[str, str]:
+    found = re.search(r'<p class="advice (\w+)" id="advice"[^>]*><b>Advice:</b> (.*?)</p>', html)
+    return found.group(1), found.group(2)
+
+
+def test_advice_and_overlap_warning_lead_the_headline(run):
+    ev = dataclasses.replace(run.evaluation, adapter={**run.evaluation.adapter, "type": "linear"})
+    head = next(d for d in ev.differences if d.metric == ev.headline)
+    others = [d for d in ev.differences if d is not head]
+    gain = dataclasses.replace(head, adapted=head.base + 0.05, delta=0.05, low=0.02, high=0.08)
+    deploy = dataclasses.replace(ev, differences=[gain, *others])
+    assert deploy.deploy
+    kind, text = _advice(render_report(deploy))
+    assert kind == "deploy" and text == deploy.advice[0].upper() + deploy.advice[1:] + "."
+    loss = dataclasses.replace(head, adapted=head.base - 0.05, delta=-0.05, low=-0.08, high=-0.02)
+    kind, text = _advice(render_report(dataclasses.replace(ev, differences=[loss, *others])))
+    assert kind == "keep" and text.startswith("Keep the base model: the adapter makes")
+    # The fixture's own report: the advice above the lede, and no overlap (a held-out test).
+    kind, text = _advice(run.html)
+    assert text[1:].rstrip(".") == run.evaluation.advice[1:]
+    assert run.html.index('id="advice"') < run.html.index('class="lede"')
+    assert 'id="overlap-warning"' not in run.html
+
+    overlap = dataclasses.replace(deploy, training_overlap=7)
+    html = render_report(overlap)
+    banner = re.search(
+        r'<p class="banner warning" id="overlap-warning" role="alert">(.*?)</p>', html
+    )
+    assert banner and f"7 of the {ev.queries} test queries" in banner.group(1)
+    assert "not held-out" in banner.group(1).lower()
+    assert _advice(html)[0] == "none" and not overlap.deploy
+
+
+def test_text_is_escaped_and_cannot_break_out(run):
+    ev = run.evaluation
+    d = ev.details
+    evil = '<script>alert("q")</script> & co'
+    pid = d.top_base[0][0]
+    details = dataclasses.replace(
+        d,
+        queries=[evil, *d.queries[1:]],
+        passages={**d.passages, pid: "<img src=x onerror=alert(1)> passage"},
+        sources={**d.sources, pid: "<b>bold</b>.pdf"},
+        data_label="</title><script>alert(2)</script>",
+    )
+    hostile = dataclasses.replace(
+        ev, details=details, model_id="m</script><script>alert(3)</script>"
+    )
+    html = render_report(hostile)
+    assert html.count("<script") == 2  # the embedded JSON and the table script, nothing else
+    assert "<img" not in html and "<b>bold" not in html
+    assert "&lt;script&gt;alert(&#34;q&#34;)&lt;/script&gt; &amp; co" in html
+    assert "&lt;img src=x onerror=alert(1)&gt; passage" in html
+    assert "&lt;/title&gt;&lt;script&gt;alert(2)" in html
+    embedded = re.search(
+        r'<script type="application/json" id="queryfit-evaluation">(.*?)</script>', html, re.S
+    ).group(1)
+    assert json.loads(embedded)["model_id"] == hostile.model_id
+
+
+def test_passages_show_an_excerpt_their_source_and_a_small_id(run):
+    d = run.evaluation.details
+    table = re.search(r'<table class="queries".*?</table>', run.html, re.S).group(0)
+    items = re.findall(
+        r'<span class="excerpt">(.*?)</span><span class="where">(.*?)</span></span>', table
+    )
+    assert len(items) >= 3 * len(d.queries)  # the relevant passage and each top-3 list
+    with_source = 0
+    for excerpt, where in items:
+        pid = re.search(r'<span class="pid" title="([^"]+)">', where).group(1)
+        assert excerpt == str(escape(opening(run.data.corpus[pid])))
+        source = re.search(r'<span class="src">(.*?)</span>', where)
+        if pid in run.sources:
+            assert source.group(1) == str(escape(run.sources[pid]))
+            with_source += 1
+        else:
+            assert source is None  # unknown: the excerpt and id only
+    assert 0 < with_source < len(items)
+    assert set(d.sources) <= set(run.sources) and set(d.sources) <= set(d.passages)
+
+
+def test_the_data_is_named_by_what_it_is(run):
+    facts = re.search(r'<dl class="facts".*?</dl>', run.html, re.S).group(0)
+    evaluated = re.search(r"<dt>evaluated on</dt><dd>(.*?)</dd>", facts).group(1)
+    assert evaluated.startswith(
+        f"the pydoc demo&#39;s test split, saved as {run.path / 'test.json'}: "
+        f"{run.evaluation.queries} queries"
+    )
+    assert "on the pydoc demo&#39;s test split" in run.html.split("</header>")[0]
+    assert "in-memory" not in run.html
+    bare = dataclasses.replace(
+        run.evaluation,
+        details=dataclasses.replace(run.evaluation.details, data_source=None, data_label=None),
+    )
+    assert "a dataset passed in Python (not read from a file)" in render_report(bare)
 
 
 def test_big_query_sets_keep_the_biggest_movers(run, monkeypatch):
-    monkeypatch.setattr(report_module, "MAX_TABLE_ROWS", 10)
+    monkeypatch.setattr(view_module, "MAX_TABLE_ROWS", 10)
     html = render_report(run.evaluation)
     table = re.search(r'<table class="queries".*?</table>', html, re.S).group(0)
     assert table.count("<tr class=") == 10
@@ -193,8 +330,14 @@ def test_bad_report_paths_fail_before_any_work(run, tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
-def test_opening_is_the_first_line_cut_at_a_word():
-    assert opening("  first   line \nsecond") == "first line"
+def test_opening_is_the_start_without_decoration_cut_at_a_word():
+    assert opening("  first   line \nsecond") == "first line second"
+    assert opening('The "assert" statement\n**********\n\nAssert statements') == (
+        'The "assert" statement Assert statements'
+    )
+    assert opening("## Install\n\n---\nRun `pip install x` -- or a b-c") == (
+        "Install Run `pip install x` -- or a b-c"
+    )
     long = "word " * 100
     cut = opening(long, 40)
     assert cut.endswith("…") and len(cut) <= 41 and "wor…" not in cut
@@ -217,13 +360,17 @@ def test_cli_report_and_evaluate_flag(run, tmp_path):
     assert printed["report_path"] == str(tmp_path / "r.html")
     assert printed["model_calls"] == 0  # the store served every text
     assert printed["verdict"] == run.evaluation.verdict
-    assert 'data-plot="hit-curve"' in (tmp_path / "r.html").read_text()
+    written = (tmp_path / "r.html").read_text()
+    assert 'data-plot="hit-curve"' in written
+    # No sources given: each passage still shows its excerpt, with no source label.
+    assert '<span class="excerpt">' in written and '<span class="src">' not in written
 
     result = runner.invoke(
         app, ["evaluate", *common, "--store", store, "-q", "--report", str(tmp_path / "e.html")]
     )
     assert result.exit_code == 0, result.output
     assert f"report written to {tmp_path / 'e.html'}" in result.stdout
+    assert f"advice: {run.evaluation.advice}" in result.stdout
     assert (tmp_path / "e.html").is_file()
 
     result = runner.invoke(app, ["evaluate", *common, "--store", store, "--report", "x.txt"])
@@ -240,6 +387,7 @@ def test_demo_ends_by_writing_the_report(run, tmp_path, monkeypatch):
         ["demo", "--out", str(tmp_path / "demo"), "--store", str(run.path / "store.sqlite")],
     )
     assert result.exit_code == 0, result.output
+    assert "advice: " in result.stdout
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("report: ") and "report.html" in last
     html = (tmp_path / "demo" / "report.html").read_text()

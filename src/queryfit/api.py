@@ -9,6 +9,7 @@ is :func:`queryfit.workflow.run`. Each verb only wires stages; the policy lives 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -430,6 +431,8 @@ def evaluate(
     details: bool = True,
     report: str | Path | None = None,
     split: str | None = None,
+    data_label: str | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> EvaluationResult:
     """Compare retrieval with the base model and with the adapter on ``data``'s queries.
 
@@ -439,6 +442,9 @@ def evaluate(
     ``details`` also collects what the HTML report shows per query (exact ranks of the relevant
     passages before and after, hit@k and recall@k curves for k = 1..100, top passages), from the
     same exact search as the metrics. ``report`` writes that HTML report to the given path.
+    ``data_label`` says in words what ``data`` is (the report shows it beside the file name) and
+    ``sources`` maps passage ids to where each came from (e.g. ``"manual.pdf, page 3"``), for a
+    dataset alone maps ids to text only.
 
     When ``adapter.json`` records the passages its training pairs covered (adapters trained by
     this version on up to 200,000 such passages), ``coverage`` compares base and adapted
@@ -513,6 +519,8 @@ def evaluate(
             adapted.ranked,
             adapter=adapter,
             data_source=str(data) if not isinstance(data, QADataset) else None,
+            data_label=data_label,
+            sources=sources,
             settings={"n_resamples": n_resamples, "seed": seed, "metrics": list(metrics)},
             ranks_base=base.doc_ranks,
             ranks_adapted=adapted.doc_ranks,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from queryfit.data import QADataset, save_dataset, split_dataset
 from queryfit.embedders import get_embedder
 from queryfit.errors import GenerationError
 from queryfit.generation.config import GenerateConfig
+from queryfit.generation.documents import Passage
 from queryfit.generation.pipeline import GenerateResult, generate, write_passages
 from queryfit.store import EmbeddingStore
 from queryfit.training.config import TrainConfig
@@ -54,6 +56,7 @@ class RunResult:
             "evaluation": self.evaluation.to_dict(),
             "test_queries": self.test_queries,
             "verdict": self.evaluation.verdict,
+            "advice": self.evaluation.advice,
             "report": str(self.out / REPORT_FILE),
             "seconds": round(self.seconds, 2),
         }
@@ -142,7 +145,7 @@ def run(
         trained = None
         if not reused:
             trained = api.train(
-                train_part,
+                data_dir / "train.json",  # the file: adapter.json records where its data is
                 model=embedder,
                 out=out,
                 config=training,
@@ -153,12 +156,14 @@ def run(
                 progress=progress,
             )
         evaluation = api.evaluate(
-            test_part,
+            data_dir / "test.json",  # the file, so the report names what a rerun would read
             out,
             model=embedder,
             store=db,
             progress=progress,
             report=report if report is not None else out / "report.html",
+            data_label=f"held-out test split of {docs} ({len(test_part.queries)} questions)",
+            sources=passage_sources(gen.passages),
         )
     finally:
         if db is not store:
@@ -181,6 +186,11 @@ def run(
     _io.write_json(out / RUN_FILE, facts, default=str)
     _io.write_text(out / REPORT_FILE, _markdown(result, previous if reused else None))
     return result
+
+
+def passage_sources(passages: Sequence[Passage]) -> dict[str, str]:
+    """Where each passage came from, as the report names it: ``guide.pdf, page 3``."""
+    return {p.id: p.source if p.page is None else f"{p.source}, page {p.page}" for p in passages}
 
 
 def _train_stamp(
@@ -218,6 +228,12 @@ def _markdown(result: RunResult, previous: dict[str, Any] | None) -> str:
         "",
         f"**Verdict** ({ev.queries} held-out test questions): {ev.verdict}",
         "",
+        f"**Advice**: {ev.advice}.",
+        "",
+    ]
+    if ev.overlap_warning:
+        lines += [f"> **Warning**: {ev.overlap_warning}.", ""]
+    lines += [
         "## Data",
         "",
         f"- documents: {docs.get('files_read', '?')} files read from `{docs.get('root', '?')}`"

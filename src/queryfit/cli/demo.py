@@ -105,6 +105,7 @@ def demo(
     out.print(trained.decision, highlight=False)
     out.print(comparison_table(report, "held-out test questions: base vs adapted"))
     out.print(f"verdict: {report.verdict}", highlight=False)
+    out.print(f"advice: {report.advice}", highlight=False, soft_wrap=True)
     out.print(f"adapter and data written to {workdir}/")
     out.print(
         f"report: {Path(report.report_path).resolve()} (open it in a browser)",

@@ -144,6 +144,7 @@ def run(
         print_trained(result.train)
     out.print(comparison_table(result.evaluation, f"{result.test_queries} held-out questions"))
     out.print(f"verdict: {result.evaluation.verdict}", highlight=False)
+    out.print(f"advice: {result.evaluation.advice}", highlight=False, soft_wrap=True)
     out.print(f"adapter, data and report.md written to {result.out}/", highlight=False)
     if result.evaluation.report_path:
         out.print(

@@ -150,6 +150,7 @@ def evaluate(
     out.print(comparison_table(result, f"{result.queries} queries, {result.passages} passages"))
     out.print(f"verdict: {result.verdict}", highlight=False)
     print_coverage(result)
+    out.print(f"advice: {result.advice}", highlight=False, soft_wrap=True)
     if result.report_path:
         out.print(f"report written to {result.report_path}", highlight=False, soft_wrap=True)
 
@@ -195,4 +196,5 @@ def report(
     if as_json:
         return emit_json(result.to_dict())
     out.print(f"verdict: {result.verdict}", highlight=False)
+    out.print(f"advice: {result.advice}", highlight=False, soft_wrap=True)
     out.print(f"report written to {result.report_path}", highlight=False, soft_wrap=True)

@@ -1,5 +1,5 @@
 """Per-query analysis for the report: exact ranks before and after, hit@k / recall@k curves,
-and the passages each system put on top.
+and the passages each system put on top (an excerpt of each, and its source when known).
 
 :func:`query_details` collects it from one evaluation's vectors and rankings (no search is
 repeated when the evaluation already gave the ranks); :mod:`queryfit.report.html` shows it.
@@ -7,6 +7,7 @@ repeated when the evaluation already gave the ranks); :mod:`queryfit.report.html
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from queryfit.vectors import RetrievalVectors
 CURVE_MAX_K = 100
 TOP_PASSAGES = 3
 OPENING_CHARS = 120
+# Runs of 3+ of one decoration character (underlines, rules) and Markdown heading marks.
+_DECORATION = re.compile(r"([*=#~^_`+-])\1{2,}|^#{1,6}(?=\s)", re.MULTILINE)
 
 
 @dataclass
@@ -32,6 +35,11 @@ class QueryDetails:
     passage of query ``i`` among all passages (0 when the query has no relevant passage in the
     corpus). ``curves[name][system]`` holds ``name`` (``"hit@k"`` or ``"recall@k"``) for
     k = 1..len, trec_eval semantics, averaged over all queries like the metrics.
+
+    ``passages`` holds an excerpt (:func:`opening`) of every passage named above; ``sources``
+    where the caller knew it (a document path and page), since a dataset maps ids to text only.
+    ``data_source`` is the file the data came from, ``data_label`` what it is in words (e.g. the
+    held-out test split of ``queryfit run``).
     """
 
     query_ids: list[str]
@@ -45,9 +53,16 @@ class QueryDetails:
     curves: dict[str, dict[str, list[float]]]
     data_fingerprint: str = ""
     data_source: str | None = None
+    data_label: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
     training: TrainingFacts | None = None  # how the adapter was made (adapter.json)
     data: DataFacts | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def one_relevant_each(self) -> bool:
+        """Whether no query has more than one relevant passage: then recall@k is hit@k."""
+        return all(len(rel) <= 1 for rel in self.relevant)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (ranks as lists)."""
@@ -58,12 +73,17 @@ class QueryDetails:
 
 
 def opening(text: str, limit: int = OPENING_CHARS) -> str:
-    """The first line of a passage, whitespace collapsed, cut at a word boundary near ``limit``."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    first = " ".join(first.split())
-    if len(first) <= limit:
-        return first
-    cut = first[:limit]
+    """The start of a passage as one line, cut at a word boundary near ``limit``.
+
+    Whitespace is collapsed across lines (a short heading runs on into its text, which says more
+    than the heading alone) and decoration is dropped: reST / Markdown underlines and rules
+    (``*****``, ``=====``, ``-----``) and heading marks.
+    """
+    text = _DECORATION.sub(" ", text)
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
     space = cut.rfind(" ")
     if space > limit * 0.6:
         cut = cut[:space]
@@ -100,6 +120,8 @@ def query_details(
     *,
     adapter: Adapter | None = None,
     data_source: str | None = None,
+    data_label: str | None = None,
+    sources: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
     max_k: int = CURVE_MAX_K,
     top: int = TOP_PASSAGES,
@@ -112,7 +134,8 @@ def query_details(
     relevant passage's rank is known however deep it sits, not only within the metrics' cut-off.
     Pass them as ``ranks_base`` / ``ranks_adapted`` when the evaluation's search already gave
     them (``evaluate_retrieval(..., rank_docs=...)``); otherwise each costs one more exact search
-    (:func:`ranks_of_relevant`).
+    (:func:`ranks_of_relevant`). ``sources`` maps passage ids to where they came from (e.g.
+    ``"manual.pdf, page 3"``); only the passages the report names are kept.
     """
     doc_ids = vectors.doc_ids or list(dataset.corpus)
     query_ids = vectors.query_ids or list(dataset.queries)
@@ -146,6 +169,8 @@ def query_details(
         },
         data_fingerprint=dataset.fingerprint(),
         data_source=data_source,
+        data_label=data_label,
+        sources={d: str(sources[d]) for d in sorted(named) if sources and d in sources},
         training=adapter.training if adapter else None,
         data=adapter.data if adapter else None,
         settings=dict(settings or {}),
