@@ -95,12 +95,12 @@ def test_missing_or_corrupt_folder_is_reported(tmp_path):
     with pytest.raises(AdapterError, match="not valid JSON"):
         load_adapter(tmp_path / "a")
     (tmp_path / "a" / "adapter.json").write_text('{"format_version": "one"}')
-    with pytest.raises(AdapterError, match="format_version must be an integer"):
+    with pytest.raises(AdapterError, match="integer format_version"):
         load_adapter(tmp_path / "a")
     (tmp_path / "a" / "adapter.json").write_text(
         '{"format_version": 1, "type": "linear", "dim": "x"}'
     )
-    with pytest.raises(AdapterError, match="field dim must be a positive integer"):
+    with pytest.raises(AdapterError, match="dim is .x., expected a positive integer"):
         load_adapter(tmp_path / "a")
 
 
@@ -289,7 +289,7 @@ def test_deeply_nested_config_is_an_adapter_error(tmp_path):
     ],
 )
 def test_construction_validates_too(kwargs, expected):
-    args = {"kind": "linear", "dim": DIM} | kwargs
+    args = {"type": "linear", "dim": DIM} | kwargs
     with pytest.raises(AdapterError) as err:
         Adapter(**args)
     assert expected in str(err.value) and "fit its type and dim" in str(err.value)

@@ -193,6 +193,14 @@ LONE = (
     '"relevant_docs": {"q1": ["d1"]}}'
 )
 EVAL = ("evaluate", "--data", "ok.json", "--adapter", "a", "--report", "r.html")
+TRAIN = ("train", "--data", "ok.json", "--out", "out")
+GENERATE = ("generate", "--docs", "docs", "--out", "p.json", "--llm", "heuristic")
+OUT = ("p.json",)
+
+
+def one_query_and_adapter(folder: Path) -> None:
+    adapter()(folder)
+    save_dataset(OK.subset(["q0"]), folder / "one.json")
 
 
 CASES: list[Case] = [
@@ -426,6 +434,92 @@ CASES: list[Case] = [
         ("store.sqlite is a folder, not an embedding store",),
         store_folder,
     ),
+    # -- settings: every number checked before any work -------------------------------------------
+    *[
+        Case(f"train-{flag.strip('-')}-{value}", (*TRAIN, flag, value), expect, ok_json, ("out",))
+        for flag, value, expect in [
+            ("--lr", "nan", ("lr (--lr) must be a number above 0 up to 10, not nan",)),
+            ("--lr", "1e30", ("lr (--lr) must be a number above 0 up to 10, not 1e+30",)),
+            ("--epochs", "1000000000", ("epochs (--epochs) must be a whole number from 0",)),
+            ("--max-epochs", "0", ("max_epochs (--max-epochs) must be a whole number from 1",)),
+            ("--cv-folds", "1", ("(--cv-folds) must be 0 (one dev split) or at least 2 folds",)),
+            ("--batch-size", "0", ("batch_size (--batch-size) must be a whole number",)),
+            ("--label-smoothing", "1", ("(--label-smoothing) must be a number from 0 up to",)),
+            ("--scale", "inf", ("scale (--scale) must be a number above 0",)),
+            ("--identity-penalty", "-1", ("(--identity-penalty) must be a number from 0",)),
+            ("--adapter-type", "cubic", ("adapter_type (--adapter-type) must be one of",)),
+            ("--split-by", "topic", ("split_by (--split-by) must be coverage, query or passage",)),
+            ("--dev-fraction", "1.5", ("dev_fraction (--dev-fraction) must be in [0, 1)",)),
+        ]
+    ],
+    Case(
+        "train-out-is-a-file",
+        (*TRAIN,),
+        ("--out out is a file", "pass a folder path"),
+        text_file("out", "not a folder"),
+    ),
+    Case(
+        "evaluate-resamples-zero",
+        ("evaluate", "--data", "ok.json", "--adapter", "a", "--resamples", "0"),
+        ("n_resamples (--resamples) must be a whole number from 1",),
+        adapter(),
+    ),
+    Case(
+        "evaluate-resamples-negative",
+        ("evaluate", "--data", "ok.json", "--adapter", "a", "--resamples", "-5"),
+        ("n_resamples (--resamples) must be a whole number from 1", "-5"),
+        adapter(),
+    ),
+    Case(
+        "evaluate-one-query",
+        ("evaluate", "--data", "one.json", "--adapter", "a"),
+        ("1 test query: an evaluation needs at least 2", "add held-out questions"),
+        one_query_and_adapter,
+    ),
+    Case(
+        "report-one-query",
+        ("report", "--data", "one.json", "--adapter", "a", "--out", "r.html"),
+        ("1 test query: an evaluation needs at least 2",),
+        one_query_and_adapter,
+        ("r.html",),
+    ),
+    *[
+        Case(
+            f"generate-{flag.strip('-')}",
+            (*GENERATE, flag, value, *more),
+            expect,
+            absent=("p.json",),
+        )
+        for flag, value, more, expect in [
+            ("--temperature", "5", (), ("--temperature must be between 0 and 2, not 5.0",)),
+            ("--questions-per-passage", "0", (), ("--questions-per-passage must be at least 1",)),
+            ("--concurrency", "0", (), ("--concurrency must be at least 1",)),
+            (
+                "--chunk-tokens",
+                "64",
+                ("--overlap-tokens", "64"),
+                ("--overlap-tokens (64) must be below --chunk-tokens (64)",),
+            ),
+        ]
+    ],
+    Case(
+        "run-test-fraction",
+        ("run", "--docs", "docs", "--out", "o", "--llm", "heuristic", "--test-fraction", "2"),
+        ("--test-fraction must be between 0 and 1, not 2.0",),
+        absent=("o",),
+    ),
+    Case(
+        "embed-unknown-backend",
+        ("embed", "--data", "ok.json", "--backend", "spark"),
+        ("--backend must be local or ray, not 'spark'",),
+        ok_json,
+    ),
+    Case(
+        "embed-ray-address-without-ray",
+        ("embed", "--data", "ok.json", "--ray-address", "auto"),
+        ("--ray-address and --ray-workers need --backend ray",),
+        ok_json,
+    ),
 ]
 
 
@@ -460,7 +554,7 @@ def test_bad_input_is_one_line_and_exit_2(case: Case, tmp_path: Path, monkeypatc
 
 
 def test_there_are_enough_cases() -> None:
-    assert len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case_id", ["lone-surrogate-llamaindex", "store-damaged-data-pages"])

@@ -184,7 +184,7 @@ def _saved(folder: Path, kind: str) -> Path:
         "identity": {},
     }[kind]
     params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-    return save_adapter(Adapter(kind=kind, params=params, dim=DIM), folder / "a")
+    return save_adapter(Adapter(type=kind, params=params, dim=DIM), folder / "a")
 
 
 def _load_and_use(folder: Path) -> None:

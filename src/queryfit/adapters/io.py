@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from queryfit import __version__, _io
-from queryfit.adapters.base import FAMILIES, Adapter, array_problem
+from queryfit.adapters.base import FAMILIES, SIMILARITIES, Adapter, array_problem
 from queryfit.adapters.record import FORMAT_VERSION, read_metadata, to_json
 from queryfit.errors import AdapterError
 
@@ -88,12 +88,9 @@ def load_adapter(
             f"{folder} is not an adapter folder (expected {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "create one with `queryfit train`"
         )
-    fields = read_metadata(_read_json(config_path), str(config_path))
-    if fields["type"] not in FAMILIES:
-        raise AdapterError(
-            f"{config_path}: type is {fields['type']!r}, expected one of "
-            f"{', '.join(sorted(FAMILIES))}; {_FIX}"
-        )
+    fields = read_metadata(
+        _read_json(config_path), str(config_path), types=FAMILIES, similarities=SIMILARITIES
+    )
     params = _read_weights(weights_path)
     problem = array_problem(fields["type"], params, fields["dim"])
     if problem is not None:

@@ -22,6 +22,7 @@ from queryfit.errors import AdapterError
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+_FIX = "retrain the adapter with `queryfit train` or restore the folder from a backup"
 
 
 @dataclass
@@ -138,18 +139,20 @@ def to_json(adapter: AdapterLike, queryfit_version: str) -> dict[str, Any]:
     return out
 
 
-def read_metadata(meta: Any, source: str) -> dict[str, Any]:
+def read_metadata(
+    meta: Any, source: str, *, types: Any = None, similarities: Any = None
+) -> dict[str, Any]:
     """The keyword arguments of :class:`~queryfit.adapters.Adapter` (all but ``params``) from an
-    ``adapter.json`` object of any readable format.
+    ``adapter.json`` object of any readable format; ``types`` and ``similarities`` are the
+    allowed values of those fields.
 
     Raises AdapterError naming the file (``source``) and the field when it is malformed.
     """
-    if not isinstance(meta, dict):
-        raise AdapterError(f"{source} is not a queryfit adapter config (expected a JSON object)")
-    version = meta.get("format_version", 1)
+    version = meta.get("format_version", 1) if isinstance(meta, dict) else None
     if isinstance(version, bool) or not isinstance(version, int):
         raise AdapterError(
-            f"{source}: format_version must be an integer, not {version!r}; retrain or restore it"
+            f"{source} is not a queryfit adapter config (expected an object with an integer "
+            f"format_version); {_FIX}"
         )
     if version > FORMAT_VERSION:
         raise AdapterError(
@@ -161,10 +164,10 @@ def read_metadata(meta: Any, source: str) -> dict[str, Any]:
         meta = _upgrade_v1(meta)
     reader = _Reader(meta, source)
     return {
-        "type": reader.text("type", required=True),
+        "type": reader.text("type", required=True, choices=types),
         "dim": reader.positive_int("dim"),
         "base_model": reader.section("base_model", BaseModel) or BaseModel(),
-        "similarity": reader.text("similarity") or "cosine",
+        "similarity": reader.text("similarity", choices=similarities) or "cosine",
         "normalize": reader.flag("normalize", True),
         "training": reader.section("training", TrainingFacts),
         "data": reader.section("data", DataFacts),
@@ -211,18 +214,19 @@ class _Reader:
         self.data, self.source, self.where = data, source, where
 
     def fail(self, name: str, want: str) -> AdapterError:
-        value = self.data.get(name)
+        if name not in self.data:
+            return AdapterError(f"{self.source} lacks the field {self.where}{name!r}; {_FIX}")
         return AdapterError(
-            f"{self.source}: field {self.where}{name} must be {want}, not {value!r}; "
-            "retrain the adapter or restore adapter.json"
+            f"{self.source}: {self.where}{name} is {self.data[name]!r}, expected {want}; {_FIX}"
         )
 
-    def text(self, name: str, *, required: bool = False) -> str | None:
+    def text(self, name: str, *, required: bool = False, choices: Any = None) -> str | None:
         value = self.data.get(name)
         if value is None and not required:
             return None
-        if not isinstance(value, str) or (required and not value):
-            raise self.fail(name, "a string")
+        want = f"one of {', '.join(sorted(choices))}" if choices else "a string"
+        if not isinstance(value, str) or not value or (choices and value not in choices):
+            raise self.fail(name, want)
         return value
 
     def int(self, name: str, default: int) -> int:
@@ -291,5 +295,6 @@ def _checked(value: Any, f: Any, source: str, where: str) -> Any:
         and not (isinstance(value, bool) and bool not in allowed and int in allowed)
     )
     if not ok:
-        raise _Reader({f.name: value}, source, where).fail(f.name, f"of type {kind}")
+        want = {"str": "a string", "str | None": "a string", "int": "an integer"}.get(kind)
+        raise _Reader({f.name: value}, source, where).fail(f.name, want or f"of type {kind}")
     return value
