@@ -83,6 +83,7 @@ def run(
     test_fraction: float = 0.2,
     report: str | Path | None = None,
     progress: bool = True,
+    backend: Any = "local",
     **settings: Any,
 ) -> RunResult:
     """Generate pairs from ``docs``, split, train an adapter into ``out``, and evaluate it.
@@ -115,7 +116,9 @@ def run(
     db = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
     try:
         embedder = get_embedder(model)
-        gen = generate(docs, config=generation, model=embedder, store=db, progress=progress)
+        gen = generate(
+            docs, config=generation, model=embedder, store=db, progress=progress, backend=backend
+        )
         dataset = gen.dataset
         least = int(api.MIN_TRAIN_QUERIES / (1 - test_fraction)) + 1
         if len(dataset.queries) < least:

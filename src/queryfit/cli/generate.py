@@ -89,7 +89,7 @@ def generate(
 
 @app.command()
 @user_errors
-@flags(MODEL, GENERATE, TRAIN)
+@flags(MODEL, GENERATE, TRAIN, BACKEND)
 def run(
     docs: Path = DocsOpt,
     adapter_out: Path = typer.Option(
@@ -108,10 +108,12 @@ def run(
     model: ModelChoice = None,
     generation: GenerateConfig = None,
     training: TrainChoice = None,
+    backend: Any = None,  # a RayBackend for question writing, or None for this process
 ) -> None:
     """Documents to an evaluated adapter: generate, split, train, evaluate, in one command.
 
-    Takes every setting of `generate` and of `train`. Each stage reuses earlier work: finished
+    Takes every setting of `generate` and of `train` (`--backend ray` writes the questions on a
+    Ray actor pool, as in `generate`). Each stage reuses earlier work: finished
     passages from the generation journal, vectors from the store, and the adapter itself when
     data and settings are unchanged. The folder gets the adapter, the data splits, report.md,
     report.html and run.json.
@@ -134,6 +136,7 @@ def run(
         test_fraction=test_fraction,
         report=report_out,
         progress=not (quiet or as_json),
+        backend=backend if backend is not None else "local",
     )
     if as_json:
         return emit_json(result.to_dict())
