@@ -171,3 +171,43 @@ def remote_options(backend: RayBackend) -> dict[str, Any]:
     if backend.gpus_per_worker > 0:
         out["num_gpus"] = backend.gpus_per_worker
     return out
+
+
+def pool_batches(
+    ray: Any,
+    backend: RayBackend,
+    items: list[dict[str, Any]],
+    worker: type,
+    worker_kwargs: Mapping[str, Any],
+    *,
+    batch_size: int,
+    blocks: int,
+    workers: int,
+    what: str,
+) -> Iterator[dict[str, Any]]:
+    """``items`` through an actor pool of ``workers`` ``worker`` actors (each built once with
+    ``worker_kwargs``), as numpy batches in the order they finish; a lost worker or node is one
+    :class:`BackendError` naming ``what`` was running."""
+    from ray.data import ActorPoolStrategy
+
+    dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        worker,
+        fn_constructor_kwargs=dict(worker_kwargs),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=workers),
+        **remote_options(backend),
+    )
+    batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    try:
+        while True:
+            try:
+                yield next(batches)
+            except StopIteration:
+                return
+            except ray.exceptions.RayError as exc:
+                raise ray_failed(exc, what) from exc
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()

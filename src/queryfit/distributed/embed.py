@@ -24,6 +24,7 @@ import numpy as np
 
 from queryfit.distributed.backend import (
     RayBackend,
+    pool_batches,
     pool_size,
     ray_failed,
     ray_session,
@@ -155,8 +156,6 @@ class RayEmbedRunner:
     def __call__(
         self, texts: Sequence[str], kind: Kind, batch_size: int
     ) -> Iterator[tuple[list[int], np.ndarray]]:
-        from ray.data import ActorPoolStrategy
-
         ray, n = self.ray, len(texts)
         if n == 0:
             return
@@ -165,38 +164,28 @@ class RayEmbedRunner:
         # Built on the driver, split evenly into blocks of at most per_block rows (from_arrow
         # would start a task per table just to read its schema).
         items = [{"row": i, "text": t} for i, t in enumerate(texts)]
-        dataset = ray.data.from_items(items, override_num_blocks=math.ceil(n / per_block))
-        dataset = dataset.map_batches(
+        kwargs = {
+            "spec": self.spec,
+            "options": self.options,
+            "kind": kind,
+            "key": self.embedder.store_key(kind),
+            "dim": self.embedder.dim,
+        }
+        for batch in pool_batches(
+            ray,
+            self.backend,
+            items,
             EmbedWorker,
-            fn_constructor_kwargs={
-                "spec": self.spec,
-                "options": self.options,
-                "kind": kind,
-                "key": self.embedder.store_key(kind),
-                "dim": self.embedder.dim,
-            },
+            kwargs,
             batch_size=batch_size,
-            batch_format="numpy",
-            compute=ActorPoolStrategy(size=workers),
-            **remote_options(self.backend),
-        )
-        batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
-        try:
-            while True:
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    return
-                except ray.exceptions.RayError as exc:
-                    raise ray_failed(exc, "embedding") from exc
-                errors = [e for e in batch["error"].tolist() if e]
-                if errors:
-                    raise EmbedderError(f"on a Ray worker: {errors[0]}")
-                yield batch["row"].tolist(), batch["vector"]
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
+            blocks=math.ceil(n / per_block),
+            workers=workers,
+            what="embedding",
+        ):
+            errors = [e for e in batch["error"].tolist() if e]
+            if errors:
+                raise EmbedderError(f"on a Ray worker: {errors[0]}")
+            yield batch["row"].tolist(), batch["vector"]
 
 
 @contextmanager

@@ -21,11 +21,10 @@ import numpy as np
 
 from queryfit.distributed.backend import (
     RayBackend,
+    pool_batches,
     pool_size,
-    ray_failed,
     ray_session,
     refuse_secrets,
-    remote_options,
 )
 from queryfit.errors import BackendError, GenerationError, QueryfitError
 from queryfit.generation.documents import Passage
@@ -129,41 +128,28 @@ class RayGenerationRunner:
         if not passages:
             return
         with ray_session(self.backend) as ray:
-            from ray.data import ActorPoolStrategy
-
             size = self.batch_size
-            workers = pool_size(ray, self.backend, math.ceil(len(passages) / size))
+            blocks = math.ceil(len(passages) / size)
             items = [{"row": i, "text": p.text} for i, p in enumerate(passages)]
-            dataset = ray.data.from_items(
-                items, override_num_blocks=math.ceil(len(passages) / size)
-            ).map_batches(
+            kwargs = {
+                "spec": self.spec,
+                "options": self.options,
+                "setting": self.setting,
+                "n": n,
+                "seed": seed,
+            }
+            for batch in pool_batches(
+                ray,
+                self.backend,
+                items,
                 GenerateWorker,
-                fn_constructor_kwargs={
-                    "spec": self.spec,
-                    "options": self.options,
-                    "setting": self.setting,
-                    "n": n,
-                    "seed": seed,
-                },
+                kwargs,
                 batch_size=size,
-                batch_format="numpy",
-                compute=ActorPoolStrategy(size=workers),
-                **remote_options(self.backend),
-            )
-            batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
-            try:
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        return
-                    except ray.exceptions.RayError as exc:
-                        raise ray_failed(exc, "question generation") from exc
-                    yield from self._results(passages, batch)
-            finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()
+                blocks=blocks,
+                workers=pool_size(ray, self.backend, blocks),
+                what="question generation",
+            ):
+                yield from self._results(passages, batch)
 
     def _results(
         self, passages: Sequence[Passage], batch: dict[str, np.ndarray]
