@@ -40,6 +40,26 @@ def adapter_digest(adapter: Adapter) -> str:
     return h.hexdigest()[:16]
 
 
+def base_embedder(adapter: Adapter, model: Any = None, **options: Any) -> Embedder:
+    """The adapter's base model (``model`` overrides it), with the prefixes, endpoint and
+    dimensions it was trained with; ``options`` (e.g. ``api_key``) go to the provider.
+
+    An embedder object given as ``model`` is used as it is.
+    """
+    if model is not None and not isinstance(model, str | Path):
+        return get_embedder(model)
+    recorded = adapter.base_model
+    spec = model if model is not None else recorded.id
+    if spec == recorded.id:
+        settings = recorded.model_options()
+    else:  # another model: only the prefixes carry over
+        settings = {
+            "query_prefix": recorded.query_prefix,
+            "document_prefix": recorded.document_prefix,
+        }
+    return get_embedder(spec, **(settings | options))
+
+
 class AdaptedEmbedder:
     """A base embedder with a query adapter: an ``Embedder`` in its own right.
 
@@ -89,24 +109,12 @@ class AdaptedEmbedder:
         query and document prefixes are the ones the adapter was trained with.
         """
         adapter = as_adapter(adapter, force=force)
-        spec = model if model is not None else adapter.base_model.id
-        if spec is None:
+        if model is None and adapter.base_model.id is None:
             raise AdapterError(
                 "this adapter does not record its base model (e.g. one imported from LlamaIndex "
                 "without --model); pass model='provider:name'"
             )
-        if isinstance(spec, str | Path):
-            recorded = adapter.base_model
-            defaults = (
-                recorded.model_options()
-                if spec == recorded.id
-                else {
-                    "query_prefix": recorded.query_prefix,
-                    "document_prefix": recorded.document_prefix,
-                }
-            )
-            model_options = defaults | model_options
-        base = get_embedder(spec, **model_options)
+        base = base_embedder(adapter, model, **model_options)
         return cls(base, adapter, store=store, force=force)
 
     # -- the Embedder protocol ---------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from queryfit.adapted import base_embedder
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
 from queryfit.adapters.record import BaseModel, DataFacts, EmbeddingCost
 from queryfit.data import QADataset, load_dataset
@@ -398,24 +399,6 @@ def train(
     return TrainResult.of(adapter, out)
 
 
-def embedder_for(adapter: Adapter, model: str | Embedder | None = None, **options: Any) -> Embedder:
-    """The adapter's base model (``model`` overrides it), with the prefixes, endpoint and
-    dimensions it was trained with; ``options`` (e.g. ``api_key``) go to the provider."""
-    if model is not None and not isinstance(model, str | Path):
-        return get_embedder(model)
-    recorded = adapter.base_model
-    spec = model if model is not None else recorded.id
-    settings = (
-        recorded.model_options()
-        if spec == recorded.id
-        else {
-            "query_prefix": recorded.query_prefix,
-            "document_prefix": recorded.document_prefix,
-        }
-    )
-    return get_embedder(spec, **(settings | options))
-
-
 def evaluate(
     data: DatasetLike,
     adapter: Adapter | str | Path,
@@ -468,7 +451,7 @@ def evaluate(
             f"{len(dataset.queries)} test query: an evaluation needs at least 2 to put an interval "
             "on the difference (a few hundred give a useful one); add held-out questions"
         )
-    embedder = embedder_for(adapter, model)
+    embedder = base_embedder(adapter, model)
     if not force:  # the size is checked once known: asking an API model would cost a request
         check_fits(adapter, embedder.model_id, embedder.dim if _dim_known(embedder) else None)
     overlap = training_overlap(adapter.data, dataset)

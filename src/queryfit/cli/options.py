@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 
+from queryfit.errors import EmbedderError
 from queryfit.generation.config import GenerateConfig
 from queryfit.generation.filters import FilterConfig
 from queryfit.training.config import TrainConfig
@@ -150,10 +151,27 @@ class ModelChoice:
     def resolve(self, adapter: str | Path | None = None) -> Any:
         """The model spec unchanged when no endpoint option is set (the API's defaults apply),
         else the embedder built with them. With ``adapter`` and no ``--model``, the adapter's
-        own base model (prefixes, endpoint) is the one these options apply to."""
-        from queryfit.cli.model_options import resolve_model
+        own base model (prefixes, recorded endpoint) is the one these options apply to."""
+        options = self.options
+        if not options:
+            return self.model
+        from queryfit.adapted import base_embedder
+        from queryfit.adapters import as_adapter
+        from queryfit.embedders import get_embedder
 
-        return resolve_model(self.model, adapter=adapter, **self.options)
+        loaded = as_adapter(adapter, force=True) if self.model is None and adapter else None
+        model = loaded.base_model.id if loaded is not None else self.model
+        head, sep, _ = (model or "").partition(":")
+        if not sep or head.strip().lower() not in API_PROVIDERS:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+            raise EmbedderError(
+                f"{flags} apply to API models (openai:, azure-openai:, cohere:, voyage:, "
+                f"litellm:), not {model or 'the default local model'}; e.g. --model "
+                "openai:text-embedding-3-small --base-url http://localhost:11434/v1"
+            )
+        if loaded is not None:
+            return base_embedder(loaded, None, **options)
+        return get_embedder(model, **options)
 
 
 MODEL_FLAGS = (
