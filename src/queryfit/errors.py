@@ -33,3 +33,7 @@ class TrainingError(QueryfitError):
 
 class GenerationError(QueryfitError):
     """Questions cannot be generated: bad LLM settings or prompt, or an unreachable endpoint."""
+
+
+class ServeError(QueryfitError):
+    """The embeddings server cannot start with the given adapter, model or settings."""
