@@ -28,7 +28,7 @@ from queryfit.errors import AdapterError
 
 LLAMAINDEX_CONFIG = "config.json"
 LLAMAINDEX_WEIGHTS = "pytorch_model.bin"
-EXPORT_FORMATS = ("npy", "safetensors", "llamaindex")
+EXPORT_FORMATS = ("npy", "safetensors", "llamaindex", "sentence-transformers", "onnx")
 EXPORT_INFO = "adapter_export.json"
 MATRIX_FILE = "adapter_matrix.safetensors"
 
@@ -190,18 +190,37 @@ def _formula(adapter: Adapter) -> str:
     return "q' = weight @ q + bias  (row vectors: Q' = Q @ weight.T + bias)" + tail
 
 
-def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") -> list[Path]:
+def export_adapter(
+    adapter: Adapter,
+    out: str | Path,
+    *,
+    format: str = "npy",
+    model: Any = None,
+    force: bool = False,
+) -> list[Path]:
     """Write the adapter for use outside queryfit; returns the files written.
 
     ``npy``: ``weight.npy`` + ``bias.npy`` (float32) for linear families, or every array for a
     residual MLP, plus ``adapter_export.json`` with the formula. ``safetensors``: the same arrays
     in one ``adapter_matrix.safetensors``. ``llamaindex``: ``config.json`` + ``pytorch_model.bin``
-    loadable by LlamaIndex's ``AdapterEmbeddingModel`` (needs torch). Apply to queries only.
+    loadable by LlamaIndex's ``AdapterEmbeddingModel`` (needs torch). ``onnx``: ``adapter.onnx``
+    mapping base query vectors to adapted ones. Apply these to queries only.
+    ``sentence-transformers``: the whole adapted model (base model + adapter on the query route),
+    loadable by ``SentenceTransformer(out)`` without queryfit; ``model`` names the local base
+    model when it is not where the adapter recorded it, ``force`` skips the base-model check.
     """
     if format not in EXPORT_FORMATS:
         raise AdapterError(
             f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
+    if format == "sentence-transformers":
+        from queryfit.adapters.export_sentence_transformers import export_sentence_transformers
+
+        return export_sentence_transformers(adapter, out, model=model, force=force)
+    if format == "onnx":
+        from queryfit.adapters.export_onnx import export_onnx
+
+        return export_onnx(adapter, out)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AdapterError(f"cannot export to {out}: it is a file; choose a folder path")
