@@ -167,26 +167,12 @@ def export_sentence_transformers(
     from queryfit.embedders.sentence_transformers import _quiet_transformers, ensure_offline
 
     ensure_offline()
-    _, _, Router = _st_modules()
     # A fresh copy: the modules become part of the new model, the cached one stays untouched.
     with _quiet_transformers():
         original = SentenceTransformer(str(base.path), device="cpu", local_files_only=True)
-    base_modules = list(original)
-    dim = base.dim
     if not force:
-        check_fits(adapter, base.model_id, dim)
-    # Documents first, so the shared base modules are saved under document_* names.
-    router = Router(
-        {"document": base_modules, "query": [*base_modules, *adapter_modules(adapter)]},
-        default_route="document",
-    )
-    exported = SentenceTransformer(
-        modules=[router],
-        device="cpu",
-        prompts={"query": base.query_prefix, "document": base.document_prefix},
-        default_prompt_name=None,
-    )
-    exported.similarity_fn_name = original.similarity_fn_name or "cosine"
+        check_fits(adapter, base.model_id, base.dim)
+    exported = build_model(adapter, original, base.query_prefix, base.document_prefix)
     with _quiet_transformers():
         exported.save(str(out))
     info = {
@@ -206,29 +192,57 @@ def export_sentence_transformers(
     return sorted({*out.iterdir(), info_path})
 
 
+def build_model(
+    adapter: Adapter, original: Any, query_prefix: str = "", document_prefix: str = ""
+) -> Any:
+    """The adapted model in memory: ``original``'s modules on both routes of a ``Router``, the
+    adapter's after them on the query route; the prefixes become the model's prompts."""
+    from sentence_transformers import SentenceTransformer
+
+    _, _, Router = _st_modules()
+    base_modules = list(original)
+    # Documents first, so the shared base modules are saved under document_* names.
+    router = Router(
+        {"document": base_modules, "query": [*base_modules, *adapter_modules(adapter)]},
+        default_route="document",
+    )
+    model = SentenceTransformer(
+        modules=[router],
+        device="cpu",
+        prompts={"query": query_prefix, "document": document_prefix},
+        default_prompt_name=None,
+    )
+    model.similarity_fn_name = original.similarity_fn_name or "cosine"
+    return model
+
+
+def largest_difference(model: Any, adapter: Adapter, base: Any) -> dict[str, float]:
+    """How far ``model.encode_query`` / ``encode_document`` are from queryfit's vectors."""
+    from queryfit.adapted import AdaptedEmbedder
+
+    texts = list(CHECK_TEXTS)
+    want = AdaptedEmbedder(base, adapter, force=True)
+    query = model.encode_query(texts, convert_to_numpy=True)
+    document = model.encode_document(texts, convert_to_numpy=True)
+    return {
+        "encode_query": float(np.abs(query - want.embed_queries(texts)).max()),
+        "encode_document": float(np.abs(document - want.embed_documents(texts)).max()),
+    }
+
+
 def check_export(folder: str | Path, adapter: Adapter, base: Any) -> float:
     """Load ``folder`` as a plain SentenceTransformer and compare it with queryfit's vectors."""
     from sentence_transformers import SentenceTransformer
 
-    from queryfit.adapted import AdaptedEmbedder
     from queryfit.embedders.sentence_transformers import _quiet_transformers
 
     with _quiet_transformers():
         loaded = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    texts = list(CHECK_TEXTS)
-    want = AdaptedEmbedder(base, adapter, force=True)
-    diffs = {
-        "encode_query": np.abs(
-            loaded.encode_query(texts, convert_to_numpy=True) - want.embed_queries(texts)
-        ).max(),
-        "encode_document": np.abs(
-            loaded.encode_document(texts, convert_to_numpy=True) - want.embed_documents(texts)
-        ).max(),
-    }
+    diffs = largest_difference(loaded, adapter, base)
     worst = max(diffs, key=lambda k: diffs[k])
     if not diffs[worst] <= TOLERANCE:
         raise AdapterError(
             f"the exported model's {worst} differs from queryfit's vectors by {diffs[worst]:.2e} "
             f"(> {TOLERANCE:g}); please report this as a queryfit bug"
         )
-    return float(max(diffs.values()))
+    return diffs[worst]
