@@ -157,6 +157,7 @@ BAD_REQUESTS = [
     ({"model": NAME}, 400, "'input' is required"),
     ({"model": NAME, "input": []}, 400, "empty list"),
     ({"model": NAME, "input": 42}, 400, "a string or a list of strings"),
+    ({"model": NAME, "input": ["a", None]}, 400, "'input[1]' is NoneType, not a string"),
     ({"model": NAME, "input": [[101, 2023]]}, 400, "token arrays are not supported"),
     ({"model": NAME, "input": ["a", ""]}, 400, "'input[1]' is an empty string"),
     ({"model": NAME, "input": ["q"] * 9}, 400, "limit of 8 per request"),
@@ -369,6 +370,17 @@ def test_cli_refuses_bad_settings_in_one_line(tmp_path):
         (["--adapter", str(tmp_path / "missing")], "is not an adapter folder"),
         (["--adapter", str(folder), "--base-url", "http://127.0.0.1:9/v1"], "apply to API models"),
         (["--adapter", str(folder), "--max-batch", "0"], "--max-batch must be a positive"),
+        (
+            [
+                "--adapter",
+                str(folder),
+                "--model",
+                "openai:other",
+                "--base-url",
+                "http://127.0.0.1:9",
+            ],
+            "was trained for sentence-transformers:all-MiniLM-L6-v2, not openai:other",
+        ),
     ]
     for args, message in cases:
         proc = queryfit("serve", *args)

@@ -140,4 +140,4 @@ def serve(
 
     app_ = create_app(loaded, config)
     serve(app_, sock, drain_timeout=drain_timeout, log_level=log_level, on_ready=ready)
-    err.print("stopped; requests in flight were answered", highlight=False)
+    err.print("stopped (requests in flight were answered first)", highlight=False)

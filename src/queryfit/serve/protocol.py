@@ -94,13 +94,15 @@ def _texts(value: Any, max_inputs: int) -> list[str]:
             code="too_many_inputs",
         )
     for i, text in enumerate(value):
-        if not isinstance(text, str):
-            what = "token ids" if isinstance(text, int | list) else type(text).__name__
+        if isinstance(text, int | list):
             raise ApiError(
                 400,
-                f"'input[{i}]' is {what}, not a string; this server embeds text only (token "
-                "arrays are not supported)",
+                "'input' holds token ids; token arrays are not supported, send the text itself",
                 param="input",
+            )
+        if not isinstance(text, str):
+            raise ApiError(
+                400, f"'input[{i}]' is {type(text).__name__}, not a string", param="input"
             )
         if not text:
             raise ApiError(400, f"'input[{i}]' is an empty string", param="input")
