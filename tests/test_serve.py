@@ -259,6 +259,23 @@ def test_batcher_bounds_calls_never_splits_a_request_and_separates_kinds():
         assert set(vecs[:, 1]) == {1.0 if kind == "query" else 2.0}
 
 
+def test_batcher_never_makes_a_lone_client_wait():
+    fn = Recorder()
+    batcher = MicroBatcher(fn, max_wait=600.0)  # a wait would outlast the test's timeout
+
+    async def main():
+        await batcher.start()
+        try:
+            for text in ("a", "bb", "ccc"):  # one at a time, as a sequential client sends them
+                vecs, _ = await asyncio.wait_for(batcher.embed([text], "query"), timeout=30)
+                assert vecs[0, 0] == len(text)
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert [texts for texts, _ in fn.calls] == [["a"], ["bb"], ["ccc"]]
+
+
 def test_batcher_failure_reaches_every_request_of_the_batch():
     results = run_jobs(MicroBatcher(Recorder(fail=True), max_wait=0.05), [(["a"], "query")] * 3)
     assert all(isinstance(r, RuntimeError) for r in results)

@@ -63,7 +63,7 @@ def serve(
     ),
     max_batch: int = typer.Option(64, help="Most texts in one model call."),
     max_wait_ms: float = typer.Option(
-        2.0, help="Longest wait for more requests to join a model call."
+        2.0, help="Longest wait for more requests to join a model call, once requests overlap."
     ),
     max_inputs: int = typer.Option(2048, help="Most texts in one request (400 beyond)."),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="Largest request body (413 beyond)."),

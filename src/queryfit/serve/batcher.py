@@ -5,8 +5,8 @@ the model once per request wastes most of it under load. Requests wait in a queu
 takes the first, adds whatever else is already waiting (and whatever arrives within
 ``max_wait`` seconds) up to ``max_batch`` texts, and makes one model call per kind (queries and
 documents have different prefixes). While the model runs, the next batch gathers by itself, so
-under load the batches grow without any extra wait, and alone a request waits at most
-``max_wait``.
+under load the batches grow without any extra wait. The wait for company is only spent when the
+previous batch had company: a client sending one request at a time never waits at all.
 
 The model runs on one worker thread: the event loop keeps accepting requests meanwhile, and the
 model (not thread-safe in general) never sees two calls at once.
@@ -63,6 +63,7 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Job] | None = None
         self._held: _Job | None = None  # taken from the queue, but did not fit the last batch
+        self._company = False  # the last batch held several requests: worth waiting for more
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -103,7 +104,7 @@ class MicroBatcher:
         first = self._held if self._held is not None else await self._queue.get()
         self._held = None
         batch, size = [first], len(first.texts)
-        deadline = loop.time() + self.max_wait
+        deadline = loop.time() + (self.max_wait if self._company else 0.0)
         while size < self.max_batch:
             try:
                 job = self._queue.get_nowait()
@@ -120,6 +121,7 @@ class MicroBatcher:
                 break
             batch.append(job)
             size += len(job.texts)
+        self._company = len(batch) > 1
         return batch
 
     async def _run(self) -> None:

@@ -22,7 +22,8 @@ class ServeConfig:
     ``name`` is the model id of adapted query vectors; ``name + "-document"`` is the id of the base
     model's document vectors. ``api_key``, when set, is the bearer token every ``/v1`` request
     must carry (it is never logged or echoed). ``max_batch`` texts at most go to the model in one
-    call, after waiting at most ``max_wait_ms`` for more requests to join the first.
+    call, after waiting at most ``max_wait_ms`` for more requests to join the first (only while
+    requests overlap; see :mod:`queryfit.serve.batcher`).
     """
 
     name: str
