@@ -101,6 +101,8 @@ def serve(
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
     )
+    sock = bind(host, port)  # before the model loads: a busy port fails in a second
+    url = url_of(sock)
     loaded = load_model(
         adapter,
         model,
@@ -109,8 +111,6 @@ def serve(
         upstream_retries=upstream_retries,
         force=force,
     )
-    sock = bind(host, port)
-    url = url_of(sock)
     if not _is_loopback(host) and not api_key:
         err.print(
             f"[yellow]warning:[/] listening on {host} without --api-key: anyone who can reach "

@@ -7,6 +7,7 @@ rolling restart loses no request that was already accepted.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -34,9 +35,12 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
+        if isinstance(exc, socket.gaierror):  # an unknown host name
+            reason = exc.strerror or str(exc)
+        else:  # create_server's own message repeats the address: the errno says enough
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ServeError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or "
-            "--host"
+            f"cannot listen on {host}:{port} ({reason}); choose another --port or --host"
         ) from None
 
 
