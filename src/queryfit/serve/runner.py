@@ -33,12 +33,17 @@ def bind(host: str, port: int) -> socket.socket:
         raise ServeError(f"--port must be between 0 and 65535, not {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
+        socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ServeError(
+            f"cannot listen on {host} ({exc.strerror}); pass an address of this machine with "
+            "--host, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
+    try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
-        if isinstance(exc, socket.gaierror):  # an unknown host name
-            reason = exc.strerror or str(exc)
-        else:  # create_server's own message repeats the address: the errno says enough
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        # create_server's own message repeats the address: the errno says enough.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ServeError(
             f"cannot listen on {host}:{port} ({reason}); choose another --port or --host"
         ) from None
