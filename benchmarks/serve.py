@@ -9,11 +9,16 @@ itself. Rows, all from one run on the same machine:
 * `queryfit serve` (a subprocess on 127.0.0.1, the bundled all-MiniLM-L6-v2 with a linear
   adapter) with micro-batching, driven by an asyncio httpx client sending what the openai client
   sends (base64 vectors);
-* the same server with micro-batching off (`--max-batch 1`) at concurrency 16, the control.
+* the same server with micro-batching off (`--max-batch 1`) at concurrency 16, the control;
+* the model alone at batch 1 and batch 16 (CPU ms per text): the most any batching can gain on
+  this CPU;
+* with `--upstream-latency-ms` (default 20): the same comparison in front of an API, the toy
+  OpenAI-compatible server of the tests answering after that delay (the provider called
+  in-process vs `queryfit serve --base-url`).
 
 Queries are the seed-10k questions when ../shared/data/seed-10k is there, else synthetic ones.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve.py [--requests 400] [--max-wait-ms 2]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve.py [--requests 400] [--torch-threads 1]
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from queryfit.adapters import Adapter, save_adapter
-from queryfit.embedders import get_embedder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from servers.embeddings_server import EmbeddingsServer  # noqa: E402
+
+from queryfit.adapters import Adapter, save_adapter  # noqa: E402
+from queryfit.embedders import get_embedder  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-10k"
 MODEL = "sentence-transformers:all-MiniLM-L6-v2"
@@ -54,13 +63,13 @@ def queries(n: int) -> tuple[list[str], str]:
     return [found[i % len(found)] for i in range(n)], source
 
 
-def make_adapter(folder: Path) -> None:
+def make_adapter(folder: Path, model: str = MODEL, dim: int = 384) -> Path:
     """A linear adapter near the identity: speed does not depend on what it learned."""
     rng = np.random.default_rng(0)
-    dim = 384
     weight = np.eye(dim, dtype=np.float32) + 0.05 * rng.normal(size=(dim, dim)).astype(np.float32)
-    adapter = Adapter(kind="linear", params={"weight": weight}, dim=dim, base_model={"id": MODEL})
+    adapter = Adapter(kind="linear", params={"weight": weight}, dim=dim, base_model={"id": model})
     save_adapter(adapter, folder)
+    return folder
 
 
 def summary(label: str, concurrency: int, latencies: list[float], seconds: float) -> dict:
@@ -78,10 +87,10 @@ def summary(label: str, concurrency: int, latencies: list[float], seconds: float
 # -- the base model in-process -------------------------------------------------------------------
 
 
-def in_process(texts: list[str], concurrency: int, warmup: list[str]) -> dict:
-    base = get_embedder(MODEL)
+def in_process(label: str, embed, texts: list[str], concurrency: int, warmup: list[str]) -> dict:
+    """``embed([text])`` for each text, from ``concurrency`` threads at once."""
     for text in warmup:
-        base.embed_queries([text])
+        embed([text])
     latencies: list[float] = []
     lock = threading.Lock()
     todo = iter(texts)
@@ -93,7 +102,7 @@ def in_process(texts: list[str], concurrency: int, warmup: list[str]) -> dict:
             if text is None:
                 return
             start = time.perf_counter()
-            base.embed_queries([text])
+            embed([text])
             elapsed = time.perf_counter() - start
             with lock:
                 latencies.append(elapsed)
@@ -104,7 +113,17 @@ def in_process(texts: list[str], concurrency: int, warmup: list[str]) -> dict:
         t.start()
     for t in threads:
         t.join()
-    return summary("base model in-process", concurrency, latencies, time.perf_counter() - start)
+    return summary(label, concurrency, latencies, time.perf_counter() - start)
+
+
+def batching_ceiling(embed, texts: list[str], batch: int, total: int = 128) -> float:
+    """CPU milliseconds per text when the model embeds ``total`` texts, ``batch`` per call."""
+    rounds = total // batch
+    calls = [[texts[(i * batch + j) % len(texts)] for j in range(batch)] for i in range(rounds)]
+    start = time.process_time()
+    for call in calls:
+        embed(call)
+    return (time.process_time() - start) * 1000 / (rounds * batch)
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -165,8 +184,10 @@ async def _load(url: str, texts: list[str], concurrency: int) -> tuple[list[floa
         return latencies, time.perf_counter() - start
 
 
-def over_http(server: Server, label: str, texts: list[str], concurrency: int, warmup: int) -> dict:
-    asyncio.run(_load(server.url, texts[:warmup], concurrency))
+def over_http(
+    server: Server, label: str, texts: list[str], concurrency: int, warmup: list[str]
+) -> dict:
+    asyncio.run(_load(server.url, warmup, concurrency))
     before = server.health()
     latencies, seconds = asyncio.run(_load(server.url, texts, concurrency))
     after = server.health()
@@ -176,32 +197,7 @@ def over_http(server: Server, label: str, texts: list[str], concurrency: int, wa
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per row")
-    parser.add_argument("--warmup", type=int, default=32, help="requests before each row")
-    parser.add_argument("--max-wait-ms", default="2", help="the server's --max-wait-ms")
-    parser.add_argument("--max-batch", default="64", help="the server's --max-batch")
-    args = parser.parse_args()
-    texts, source = queries(args.requests + args.warmup)
-    warm, timed = args.warmup, texts[args.warmup :]
-    print(
-        f"{args.requests} requests per row, one query per request, {source}; server: "
-        f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms}; "
-        f"{os.cpu_count()} CPUs\n",
-        flush=True,
-    )
-    rows = [in_process(timed, c, texts[:warm]) for c in (1, 16)]
-    with tempfile.TemporaryDirectory() as tmp:
-        adapter = Path(tmp) / NAME
-        make_adapter(adapter)
-        batching = ("--max-batch", args.max_batch, "--max-wait-ms", args.max_wait_ms)
-        with Server(adapter, *batching) as server:
-            for c in (1, 16):
-                rows.append(over_http(server, "queryfit serve", timed, c, warm))
-        with Server(adapter, "--max-batch", "1", "--max-wait-ms", "0") as server:
-            rows.append(over_http(server, "queryfit serve, --max-batch 1", timed, 16, warm))
-
+def print_rows(rows: list[dict]) -> None:
     print("| mode | concurrency | requests | requests/s | p50 ms | p99 ms | texts per model call |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -210,16 +206,89 @@ def main() -> None:
             f"| {r['mode']} | {r['concurrency']} | {r['requests']} | {r['rps']:,.0f} "
             f"| {r['p50']:.1f} | {r['p99']:.1f} | {per_call} |"
         )
-    base1, base16, serve1, serve16, unbatched16 = rows
+
+
+def ratios(direct1: dict, direct16: dict, serve1: dict, serve16: dict) -> None:
     print(
         f"\nmicro-batching, concurrency 16 vs 1: {serve16['rps'] / serve1['rps']:.1f}x "
-        f"requests/s (goal >= 3x)"
-        f"\nmicro-batching on vs off at concurrency 16: {serve16['rps'] / unbatched16['rps']:.1f}x"
-        f"\nserver vs in-process at concurrency 1: {serve1['rps'] / base1['rps']:.2f}x "
-        f"requests/s, p50 {serve1['p50'] - base1['p50']:+.1f} ms (HTTP + JSON + adapter)"
-        f"\nserver vs in-process at concurrency 16: {serve16['rps'] / base16['rps']:.1f}x "
-        "requests/s"
+        "requests/s (goal >= 3x)"
+        f"\nserver vs in-process at concurrency 1: {serve1['rps'] / direct1['rps']:.2f}x "
+        f"requests/s, p50 {serve1['p50'] - direct1['p50']:+.1f} ms (HTTP + JSON + adapter)"
+        f"\nserver vs in-process at concurrency 16: {serve16['rps'] / direct16['rps']:.1f}x "
+        "requests/s\n"
     )
+
+
+def local_model(args: argparse.Namespace, texts: list[str], warm: list[str], tmp: Path) -> None:
+    base = get_embedder(MODEL)
+    rows = [
+        in_process("base model in-process", base.embed_queries, texts, c, warm) for c in (1, 16)
+    ]
+    adapter = make_adapter(tmp / NAME)
+    batching = ("--max-batch", args.max_batch, "--max-wait-ms", args.max_wait_ms)
+    with Server(adapter, *batching) as server:
+        for c in (1, 16):
+            rows.append(over_http(server, "queryfit serve", texts, c, warm))
+    with Server(adapter, "--max-batch", "1", "--max-wait-ms", "0") as server:
+        rows.append(over_http(server, "queryfit serve, --max-batch 1", texts, 16, warm))
+    print_rows(rows)
+    ratios(*rows[:4])
+    print(f"micro-batching on vs off at concurrency 16: {rows[3]['rps'] / rows[4]['rps']:.1f}x")
+    one, sixteen = (batching_ceiling(base.embed_queries, texts, b) for b in (1, 16))
+    print(
+        f"the model alone: {one:.1f} CPU ms per text at batch 1, {sixteen:.1f} at batch 16: "
+        f"batching saves at most {one / sixteen:.1f}x of the model's work on this CPU\n"
+    )
+
+
+def api_model(args: argparse.Namespace, texts: list[str], warm: list[str], tmp: Path) -> None:
+    latency = args.upstream_latency_ms
+    with EmbeddingsServer(latency=latency / 1000) as toy:
+        base_url = toy.url + "/v1"
+        direct = get_embedder("openai:toy", base_url=base_url, dim=32, max_retries=0)
+        label = "openai:toy provider in-process"
+        rows = [in_process(label, direct.embed_queries, texts, c, warm) for c in (1, 16)]
+        adapter = make_adapter(tmp / "toy", "openai:toy", 32)
+        batching = ("--max-batch", args.max_batch, "--max-wait-ms", args.max_wait_ms)
+        with Server(adapter, "--base-url", base_url, *batching) as server:
+            for c in (1, 16):
+                rows.append(over_http(server, "queryfit serve --base-url", texts, c, warm))
+    print(f"In front of an API: the toy upstream answering after {latency:g} ms per call\n")
+    print_rows(rows)
+    ratios(*rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="requests per row")
+    parser.add_argument("--warmup", type=int, default=32, help="requests before each row")
+    parser.add_argument("--max-wait-ms", default="2", help="the server's --max-wait-ms")
+    parser.add_argument("--max-batch", default="64", help="the server's --max-batch")
+    parser.add_argument(
+        "--upstream-latency-ms", type=float, default=20.0, help="0 skips the API rows"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for the in-process model and the server alike [default: torch's]",
+    )
+    args = parser.parse_args()
+    if args.torch_threads is not None:  # set before torch is imported here or in the server
+        os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    texts, source = queries(args.requests + args.warmup)
+    warm, timed = texts[: args.warmup], texts[args.warmup :]
+    print(
+        f"{args.requests} requests per row, one query per request, {source}; server: "
+        f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms}; "
+        f"{os.cpu_count()} CPUs, torch threads: {threads}\n",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        local_model(args, timed, warm, Path(tmp))
+        if args.upstream_latency_ms > 0:
+            api_model(args, timed, warm, Path(tmp))
 
 
 if __name__ == "__main__":
