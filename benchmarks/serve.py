@@ -276,13 +276,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.torch_threads is not None:  # set before torch is imported here or in the server
         os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
+    # What `queryfit serve` sets for itself; the in-process rows get the same, to compare alike.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
     texts, source = queries(args.requests + args.warmup)
     warm, timed = texts[: args.warmup], texts[args.warmup :]
     print(
         f"{args.requests} requests per row, one query per request, {source}; server: "
         f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms}; "
-        f"{os.cpu_count()} CPUs, torch threads: {threads}\n",
+        f"{os.cpu_count()} CPUs, torch threads: {threads}, OMP_WAIT_POLICY="
+        f"{os.environ['OMP_WAIT_POLICY']}\n",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from pathlib import Path
 
@@ -86,6 +87,10 @@ def serve(
     Example: `queryfit serve --adapter adapter/ --port 8080`, then
     `curl localhost:8080/v1/embeddings -d '{"model": "adapter", "input": "a question"}'`
     """
+    # The model's OpenMP threads sleep between calls instead of spinning, which leaves the CPU to
+    # the event loop answering HTTP: on a small or busy machine, spinning made requests up to
+    # 10x slower (docs/benchmarks.md). Read once when torch loads, so set before it does.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from queryfit.serve import ServeConfig, create_app, load_model, serve
     from queryfit.serve.runner import bind, url_of
 
