@@ -79,6 +79,13 @@ def test_onnx_graph_matches_numpy(tmp_path, kind, normalize):
     assert info["max_abs_difference_from_queryfit"] <= 1e-5
 
 
+def test_onnx_export_names_its_extra_when_onnx_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(AdapterError, match=r"pip install 'queryfit\[onnx\]'"):
+        export_onnx(make("linear", 8), tmp_path)
+    assert not (tmp_path / "adapter.onnx").exists()
+
+
 def test_onnx_keeps_a_low_rank_adapter_small(tmp_path):
     adapter = make("low_rank", 384)
     graph = onnx.load(str(export_onnx(adapter, tmp_path)[0])).graph

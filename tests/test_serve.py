@@ -404,3 +404,13 @@ def test_cli_refuses_bad_settings_in_one_line(tmp_path):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # without the serve extra: named at once, before any model loads
+    no_fastapi = "import sys; sys.modules['fastapi'] = None; from queryfit.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", no_fastapi, "serve", "--adapter", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "pip install 'queryfit[serve]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -92,7 +92,9 @@ def serve(
     # 10x slower (docs/benchmarks.md). Read once when torch loads, so set before it does.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from queryfit.serve import ServeConfig, create_app, load_model, serve
-    from queryfit.serve.runner import bind, url_of
+    from queryfit.serve.runner import bind, require_extra, url_of
+
+    require_extra()
 
     if drain_timeout < 0:
         raise ServeError(f"--drain-timeout must be 0 or more seconds, not {drain_timeout}")

@@ -27,6 +27,14 @@ def _require_uvicorn() -> Any:
     return uvicorn
 
 
+def require_extra() -> None:
+    """Fail at once, before any model loads, when the ``serve`` extra is not installed."""
+    from queryfit.serve.app import _require_fastapi
+
+    _require_fastapi()
+    _require_uvicorn()
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: any free port), or a one-line error."""
     if not 0 <= port <= 65535:
