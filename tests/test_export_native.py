@@ -25,7 +25,6 @@ from queryfit.adapters.export_onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from queryfit.adapters.export_sentence_transformers import (
     _is_earlier_export,
     build_model,
-    export_sentence_transformers,
     largest_difference,
 )
 from queryfit.embedders import get_embedder
@@ -151,8 +150,7 @@ LOAD_WITHOUT_QUERYFIT = textwrap.dedent(
 def test_sentence_transformers_export_loads_without_queryfit(tmp_path):
     adapter = make("residual_mlp", 384, seed=4, query_prefix="query: ", document_prefix="")
     folder = tmp_path / "adapted-model"
-    # check=False: the subprocess below is the check, in a process without queryfit
-    files = export_sentence_transformers(adapter, folder, check=False)
+    files = export_adapter(adapter, folder, format="sentence-transformers")
     assert folder / "modules.json" in files and folder / "queryfit_export.json" in files
     for config in folder.glob("**/*.json"):  # nothing in the folder names queryfit's code
         assert "queryfit." not in config.read_text(), config
