@@ -171,7 +171,7 @@ def test_export_and_import_llamaindex_commands(workdir) -> None:
     np.testing.assert_allclose(
         a / np.linalg.norm(a, axis=1, keepdims=True), adapter.transform(q), atol=1e-5
     )
-    wrong = run("export", "-a", "adapter", "-o", "x", "--format", "onnx", cwd=workdir)
+    wrong = run("export", "-a", "adapter", "-o", "x", "--format", "tflite", cwd=workdir)
     assert wrong.exit_code == 2 and "unknown export format" in wrong.stderr
     missing = run("import-llamaindex", "nowhere", "-o", "y", cwd=workdir)
     assert missing.exit_code == 2 and "not a LlamaIndex adapter folder" in missing.stderr

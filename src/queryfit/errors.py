@@ -70,3 +70,7 @@ def require_extra(module: str, extra: str, what: str) -> None:
 
 class BackendError(QueryfitError):
     """A compute backend (Ray) is missing, unreachable, or set up wrongly."""
+
+
+class ServeError(QueryfitError):
+    """The embeddings server cannot start with the given adapter, model or settings."""

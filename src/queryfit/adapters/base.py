@@ -241,3 +241,24 @@ class Adapter:
             "parameters": self.num_parameters,
             "base_model": self.base_model.id,
         }
+
+
+def adapter_matrix(adapter: Adapter) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, b)`` with ``adapter(q) = normalize?(q @ W.T + b)`` for the linear families.
+
+    identity, linear and low_rank adapters are affine maps; a residual MLP is not, and raises.
+    """
+    dim = adapter.dim
+    p = adapter.params
+    if adapter.type == "identity":
+        return np.eye(dim, dtype=np.float32), np.zeros(dim, np.float32)
+    if adapter.type == "linear":
+        return p["weight"].astype(np.float32), p.get("bias", np.zeros(dim, np.float32))
+    if adapter.type == "low_rank":
+        return (np.eye(dim, dtype=np.float32) + p["up"] @ p["down"]).astype(np.float32), np.zeros(
+            dim, np.float32
+        )
+    raise AdapterError(
+        f"a {adapter.type} adapter is not a matrix; export its arrays with format='npy' (all "
+        "arrays are written with the formula), or train a linear or low_rank adapter"
+    )

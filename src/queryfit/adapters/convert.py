@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from queryfit import _io
-from queryfit.adapters.base import Adapter
+from queryfit.adapters.base import Adapter, adapter_matrix
 from queryfit.adapters.io import CONFIG_FILE, load_adapter, save_adapter
 from queryfit.adapters.record import BaseModel
 from queryfit.errors import AdapterError
 
 LLAMAINDEX_CONFIG = "config.json"
 LLAMAINDEX_WEIGHTS = "pytorch_model.bin"
-EXPORT_FORMATS = ("npy", "safetensors", "llamaindex")
+EXPORT_FORMATS = ("npy", "safetensors", "llamaindex", "sentence-transformers", "onnx")
 EXPORT_INFO = "adapter_export.json"
 MATRIX_FILE = "adapter_matrix.safetensors"
 
@@ -164,27 +164,6 @@ def load_llamaindex_adapter(
 # -- out -----------------------------------------------------------------------------------------
 
 
-def adapter_matrix(adapter: Adapter) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, b)`` with ``adapter(q) = normalize?(q @ W.T + b)`` for the linear families.
-
-    identity, linear and low_rank adapters are affine maps; a residual MLP is not, and raises.
-    """
-    dim = adapter.dim
-    p = adapter.params
-    if adapter.type == "identity":
-        return np.eye(dim, dtype=np.float32), np.zeros(dim, np.float32)
-    if adapter.type == "linear":
-        return p["weight"].astype(np.float32), p.get("bias", np.zeros(dim, np.float32))
-    if adapter.type == "low_rank":
-        return (np.eye(dim, dtype=np.float32) + p["up"] @ p["down"]).astype(np.float32), np.zeros(
-            dim, np.float32
-        )
-    raise AdapterError(
-        f"a {adapter.type} adapter is not a matrix; export its arrays with format='npy' (all "
-        "arrays are written with the formula), or train a linear or low_rank adapter"
-    )
-
-
 def _formula(adapter: Adapter) -> str:
     tail = "; then divide by its L2 norm" if adapter.normalize else ""
     if adapter.type == "residual_mlp":
@@ -192,18 +171,37 @@ def _formula(adapter: Adapter) -> str:
     return "q' = weight @ q + bias  (row vectors: Q' = Q @ weight.T + bias)" + tail
 
 
-def export_adapter(adapter: Adapter, out: str | Path, *, format: str = "npy") -> list[Path]:
+def export_adapter(
+    adapter: Adapter,
+    out: str | Path,
+    *,
+    format: str = "npy",
+    model: Any = None,
+    force: bool = False,
+) -> list[Path]:
     """Write the adapter for use outside queryfit; returns the files written.
 
     ``npy``: ``weight.npy`` + ``bias.npy`` (float32) for linear families, or every array for a
     residual MLP, plus ``adapter_export.json`` with the formula. ``safetensors``: the same arrays
     in one ``adapter_matrix.safetensors``. ``llamaindex``: ``config.json`` + ``pytorch_model.bin``
-    loadable by LlamaIndex's ``AdapterEmbeddingModel`` (needs torch). Apply to queries only.
+    loadable by LlamaIndex's ``AdapterEmbeddingModel`` (needs torch). ``onnx``: ``adapter.onnx``
+    mapping base query vectors to adapted ones. Apply these to queries only.
+    ``sentence-transformers``: the whole adapted model (base model + adapter on the query route),
+    loadable by ``SentenceTransformer(out)`` without queryfit; ``model`` names the local base
+    model when it is not where the adapter recorded it, ``force`` skips the base-model check.
     """
     if format not in EXPORT_FORMATS:
         raise AdapterError(
             f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
+    if format == "sentence-transformers":
+        from queryfit.adapters.export_sentence_transformers import export_sentence_transformers
+
+        return export_sentence_transformers(adapter, out, model=model, force=force)
+    if format == "onnx":
+        from queryfit.adapters.export_onnx import export_onnx
+
+        return export_onnx(adapter, out)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AdapterError(f"cannot export to {out}: it is a file; choose a folder path")

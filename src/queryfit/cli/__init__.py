@@ -8,6 +8,7 @@ the data flow's order.
 from queryfit.cli import generate  # noqa: F401  generate, run
 from queryfit.cli import train  # noqa: F401  embed, train, evaluate, report
 from queryfit.cli import adapters  # noqa: F401  export, import-llamaindex
+from queryfit.cli import serve  # noqa: F401
 from queryfit.cli import demo  # noqa: F401
 from queryfit.cli import store  # noqa: F401  store check, store repair
 

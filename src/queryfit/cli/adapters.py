@@ -16,22 +16,37 @@ def export(
     adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
     export_out: Path = typer.Option(..., "--out", "-o", help="Folder to write."),
     fmt: str = typer.Option(
-        "npy", "--format", "-f", help="npy (weight.npy + bias.npy), safetensors, or llamaindex."
+        "npy",
+        "--format",
+        "-f",
+        help="npy (weight.npy + bias.npy), safetensors, llamaindex, sentence-transformers (the "
+        "whole adapted model) or onnx (the adapter alone).",
     ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="sentence-transformers only: the local base model [default: the adapter's own].",
+        show_default=False,
+    ),
+    force: bool = typer.Option(False, "--force", help="Skip the adapter's base-model check."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Export an adapter as a plain matrix pair for any language, or as a LlamaIndex adapter.
 
     Apply it to query vectors only: `q' = W q + b` (then L2-normalise), as `adapter_export.json`
     in the folder says. `--format llamaindex` writes `config.json` + `pytorch_model.bin` for
-    LlamaIndex's `AdapterEmbeddingModel`.
+    LlamaIndex's `AdapterEmbeddingModel`. `--format onnx` writes `adapter.onnx` (base query
+    vectors in, adapted out). `--format sentence-transformers` writes a model folder whose
+    `encode_query` is adapted and `encode_document` is the base model's; it loads with
+    `SentenceTransformer(OUT)`, without queryfit.
 
-    Example: `queryfit export --adapter adapter/ --out adapter-npy/ --format npy`
+    Example: `queryfit export --adapter adapter/ --out model/ --format sentence-transformers`
     """
     from queryfit.adapters import load_adapter
     from queryfit.adapters.convert import export_adapter
 
-    files = export_adapter(load_adapter(adapter), export_out, format=fmt)
+    files = export_adapter(load_adapter(adapter), export_out, format=fmt, model=model, force=force)
     if as_json:
         return emit_json({"format": fmt, "files": [str(f) for f in files]})
     out.print(f"wrote {', '.join(f.name for f in files)} to {export_out}/", highlight=False)

@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 
+from queryfit.embedders.registry import is_api_model
 from queryfit.errors import EmbedderError
 from queryfit.generation.config import GenerateConfig
 from queryfit.generation.filters import FilterConfig
@@ -31,7 +32,6 @@ from queryfit.training.config import TrainConfig
 
 DEFAULTS = TrainConfig()
 GEN_DEFAULTS = GenerateConfig()
-API_PROVIDERS = ("openai", "azure-openai", "azure", "cohere", "voyage", "voyageai", "litellm")
 
 # -- single options, used as they are ----------------------------------------------------------
 
@@ -145,8 +145,7 @@ class ModelChoice:
 
     @property
     def is_api_model(self) -> bool:
-        head, sep, _ = (self.model or "").partition(":")
-        return bool(sep) and head.strip().lower() in API_PROVIDERS
+        return is_api_model(self.model)
 
     def resolve(self, adapter: str | Path | None = None) -> Any:
         """The model spec unchanged when no endpoint option is set (the API's defaults apply),
@@ -161,8 +160,7 @@ class ModelChoice:
 
         loaded = as_adapter(adapter, force=True) if self.model is None and adapter else None
         model = loaded.base_model.id if loaded is not None else self.model
-        head, sep, _ = (model or "").partition(":")
-        if not sep or head.strip().lower() not in API_PROVIDERS:
+        if not is_api_model(model):
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
             raise EmbedderError(
                 f"{flags} apply to API models (openai:, azure-openai:, cohere:, voyage:, "

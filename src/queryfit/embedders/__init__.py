@@ -11,7 +11,9 @@ from queryfit.embedders.cohere import CohereEmbedder
 from queryfit.embedders.frameworks import LangChainEmbedder, LlamaIndexEmbedder
 from queryfit.embedders.openai_compatible import AzureOpenAIEmbedder, OpenAIEmbedder
 from queryfit.embedders.registry import (
+    API_PROVIDERS,
     get_embedder,
+    is_api_model,
     known_providers,
     register_provider,
 )
@@ -19,6 +21,8 @@ from queryfit.embedders.sentence_transformers import SentenceTransformerEmbedder
 from queryfit.embedders.voyage import VoyageEmbedder
 
 __all__ = [
+    "API_PROVIDERS",
+    "is_api_model",
     "DEFAULT_MODEL",
     "AzureOpenAIEmbedder",
     "BaseEmbedder",

@@ -22,6 +22,24 @@ _ALIASES: dict[str, str] = {"st": "sentence-transformers"}
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
 
+#: Providers whose models are called over the network (they take base_url, api_key, dimensions).
+API_PROVIDERS = ("openai", "azure-openai", "cohere", "voyage", "litellm")
+
+
+def provider_of(spec: Any) -> str:
+    """The provider of a spec, aliases resolved (``"azure:x"`` -> ``"azure-openai"``); ``""``
+    for an embedder object or a spec without one (a local folder or model name)."""
+    if not isinstance(spec, str):
+        return ""
+    head, sep, _ = spec.partition(":")
+    return _normalise_provider(head) if sep else ""
+
+
+def is_api_model(spec: Any) -> bool:
+    """Whether ``spec`` names a model behind an API (as opposed to a local one)."""
+    return provider_of(spec) in API_PROVIDERS
+
+
 def _normalise_provider(prefix: str) -> str:
     name = prefix.strip().lower().removesuffix(":")
     return _ALIASES.get(name, name)
