@@ -67,7 +67,7 @@ def make_adapter(folder: Path, model: str = MODEL, dim: int = 384) -> Path:
     """A linear adapter near the identity: speed does not depend on what it learned."""
     rng = np.random.default_rng(0)
     weight = np.eye(dim, dtype=np.float32) + 0.05 * rng.normal(size=(dim, dim)).astype(np.float32)
-    adapter = Adapter(kind="linear", params={"weight": weight}, dim=dim, base_model={"id": model})
+    adapter = Adapter(type="linear", params={"weight": weight}, dim=dim, base_model={"id": model})
     save_adapter(adapter, folder)
     return folder
 

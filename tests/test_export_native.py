@@ -19,7 +19,7 @@ import onnxruntime
 import pytest
 
 from queryfit.adapted import AdaptedEmbedder
-from queryfit.adapters import FAMILIES, Adapter, save_adapter
+from queryfit.adapters import FAMILIES, Adapter, BaseModel, save_adapter
 from queryfit.adapters.convert import export_adapter
 from queryfit.adapters.export_onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from queryfit.adapters.export_sentence_transformers import (
@@ -51,7 +51,7 @@ def make(kind: str, dim: int, seed: int = 0, *, normalize: bool = True, **base: 
     if kind == "linear":
         params["weight"] += np.eye(dim, dtype=np.float32)
     return Adapter(
-        kind=kind,
+        type=kind,
         params=params,
         dim=dim,
         normalize=normalize,
@@ -175,7 +175,7 @@ def test_sentence_transformers_export_loads_without_queryfit(tmp_path):
 
 def test_sentence_transformers_export_refuses_api_models_and_foreign_folders(tmp_path):
     api = make("linear", 8)
-    api.base_model = {"id": "openai:text-embedding-3-small"}
+    api.base_model = BaseModel("openai:text-embedding-3-small")
     with pytest.raises(AdapterError, match="queryfit serve"):
         export_adapter(api, tmp_path / "x", format="sentence-transformers")
     foreign = tmp_path / "mine"
@@ -188,7 +188,7 @@ def test_sentence_transformers_export_refuses_api_models_and_foreign_folders(tmp
 
 def test_export_command_names_serve_for_an_api_model(tmp_path):
     api = make("linear", 8)
-    api.base_model = {"id": "openai:text-embedding-3-small"}
+    api.base_model = BaseModel("openai:text-embedding-3-small")
     save_adapter(api, tmp_path / "adapter")
     out = subprocess.run(
         [sys.executable, "-m", "queryfit", "export", "--adapter", str(tmp_path / "adapter")]

@@ -38,7 +38,7 @@ def linear_adapter(model_id: str, dim: int, seed: int = 0, **base: str) -> Adapt
     weight = np.eye(dim, dtype=np.float32) + 0.2 * rng.normal(size=(dim, dim)).astype(np.float32)
     bias = 0.05 * rng.normal(size=dim).astype(np.float32)
     return Adapter(
-        kind="linear",
+        type="linear",
         params={"weight": weight, "bias": bias},
         dim=dim,
         base_model={"id": model_id, **base},

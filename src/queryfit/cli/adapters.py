@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 
 from queryfit.cli.app import app, emit_json, out, user_errors
-from queryfit.cli.options import JsonOpt
+from queryfit.cli.options import AdapterOpt, JsonOpt
 
 
 @app.command()
 @user_errors
 def export(
-    adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
+    adapter: Path = AdapterOpt,
     export_out: Path = typer.Option(..., "--out", "-o", help="Folder to write."),
     fmt: str = typer.Option(
         "npy",

@@ -172,52 +172,40 @@ class ModelChoice:
         return get_embedder(model, **options)
 
 
+ModelOpt = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Embedding model: sentence-transformers:NAME-OR-FOLDER, openai:MODEL, "
+    "cohere:MODEL, voyage:MODEL... [default: the bundled all-MiniLM-L6-v2, or the "
+    "adapter's base model].",
+    show_default=False,
+)
+BaseUrlOpt = typer.Option(
+    None,
+    "--base-url",
+    help="Endpoint of an API embedding model (OpenAI-compatible: Ollama, vLLM, TEI, LM "
+    "Studio, Azure), e.g. http://localhost:11434/v1.",
+    show_default=False,
+)
+DimensionsOpt = typer.Option(
+    None,
+    "--dimensions",
+    help="Ask an API model for shorter vectors (e.g. 256); own store key.",
+    show_default=False,
+)
+ApiKeyOpt = typer.Option(
+    None,
+    "--api-key",
+    help="Key of an API embedding model [default: $OPENAI_API_KEY, $COHERE_API_KEY, "
+    "$VOYAGE_API_KEY...]; never stored or shown.",
+    show_default=False,
+)
 MODEL_FLAGS = (
-    Flag(
-        "model",
-        str,
-        typer.Option(
-            None,
-            "--model",
-            "-m",
-            help="Embedding model: sentence-transformers:NAME-OR-FOLDER, openai:MODEL, "
-            "cohere:MODEL, voyage:MODEL... [default: the bundled all-MiniLM-L6-v2, or the "
-            "adapter's base model].",
-            show_default=False,
-        ),
-    ),
-    Flag(
-        "base_url",
-        str,
-        typer.Option(
-            None,
-            "--base-url",
-            help="Endpoint of an API embedding model (OpenAI-compatible: Ollama, vLLM, TEI, LM "
-            "Studio, Azure), e.g. http://localhost:11434/v1.",
-            show_default=False,
-        ),
-    ),
-    Flag(
-        "dimensions",
-        int,
-        typer.Option(
-            None,
-            "--dimensions",
-            help="Ask an API model for shorter vectors (e.g. 256); own store key.",
-            show_default=False,
-        ),
-    ),
-    Flag(
-        "api_key",
-        str,
-        typer.Option(
-            None,
-            "--api-key",
-            help="Key of an API embedding model [default: $OPENAI_API_KEY, $COHERE_API_KEY, "
-            "$VOYAGE_API_KEY...]; never stored or shown.",
-            show_default=False,
-        ),
-    ),
+    Flag("model", str, ModelOpt),
+    Flag("base_url", str, BaseUrlOpt),
+    Flag("dimensions", int, DimensionsOpt),
+    Flag("api_key", str, ApiKeyOpt),
 )
 MODEL = FlagGroup("model", MODEL_FLAGS, ModelChoice)
 

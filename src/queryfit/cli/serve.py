@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from queryfit.cli.app import app, emit_json, err, user_errors
-from queryfit.cli.options import BaseUrlOpt, JsonOpt
+from queryfit.cli.options import AdapterOpt, BaseUrlOpt, JsonOpt
 from queryfit.errors import ServeError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -28,7 +28,7 @@ def _is_loopback(host: str) -> bool:
 @app.command()
 @user_errors
 def serve(
-    adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
+    adapter: Path = AdapterOpt,
     model: str = typer.Option(
         None,
         "--model",
