@@ -21,7 +21,7 @@ from queryfit.errors import TrainingError
 from queryfit.evaluation import DEFAULT_METRICS, Difference, compare, evaluate_retrieval
 from queryfit.evaluation.coverage import CoverageBreakdown, coverage_record, split_by_coverage
 from queryfit.generation.pipeline import GenerateReport, generate  # noqa: F401  (re-exported: the API)
-from queryfit.report.details import QueryDetails, query_details, relevant_rows
+from queryfit.report.details import QueryDetails, query_details, relevant_rows, top_rows
 from queryfit.report.html import check_report_path, write_report
 from queryfit.store import EmbeddingStore
 from queryfit.vectors import RetrievalVectors, embed_dataset, restrict
@@ -67,6 +67,9 @@ class TrainReport:
     train_queries: int  # with cross-validation: the sizes of one fold
     dev_queries: int
     cv_folds: int = 0  # 0: one dev split
+    texts_embedded: int = 0
+    passage_vectors_from_index: int = 0  # trained through --index: passages read, not embedded
+    index: dict[str, Any] | None = None  # the index read, and its model check
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "adapter"}
@@ -89,6 +92,9 @@ class EvaluationReport:
     headline: str
     model_calls: int
     texts_from_store: int
+    texts_embedded: int = 0
+    passage_vectors_from_index: int = 0  # evaluated through --index: passages read, not embedded
+    index: dict[str, Any] | None = None  # the index read, and its model check
     per_query: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     # Per-query ranks, hit@k / recall@k curves, texts and training facts for the HTML report.
     details: QueryDetails | None = field(default=None, repr=False)
@@ -155,6 +161,9 @@ def train(
     progress: bool = True,
     on_epoch: Any = None,
     search: bool = False,
+    index: Any = None,
+    force: bool = False,
+    check_passages: int = 8,
 ) -> TrainReport:
     """Fit a query adapter for ``model`` on ``data`` and save it to ``out``.
 
@@ -164,6 +173,11 @@ def train(
     keep a training question (the in-corpus use) when the data has them, else plain held-out
     questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`. ``search=True`` first tries
     a small grid of settings on the dev split (see ``queryfit.training.search``).
+
+    ``index`` (a URI such as ``lancedb:PATH?table=NAME``, or passages in Python; see
+    :func:`queryfit.sources.open_source`) reads the passage vectors from the user's index instead
+    of embedding them: only the questions are embedded. ``check_passages`` of its passages are
+    first embedded and compared with the stored vectors; a mismatch refuses unless ``force``.
     """
     from queryfit.training import TrainConfig, fit_adapter  # torch is needed for training only
 
@@ -186,7 +200,23 @@ def train(
             stacklevel=2,
         )
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
-    vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    texts_before, read = store.stats.texts_embedded, None
+    if index is None:
+        vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    else:  # passage vectors from the user's index, never embedded (queryfit.sources.index)
+        from queryfit.sources.index import index_vectors
+
+        read = index_vectors(
+            dataset,
+            index,
+            embedder,
+            store,
+            check_passages=check_passages,
+            force=force,
+            seed=config.seed,
+            progress=progress,
+        )
+        vectors = read.vectors
     dev_vectors: list[RetrievalVectors] | RetrievalVectors | None = None
     train_vectors = vectors
     split_note, search_table = "", None
@@ -253,8 +283,12 @@ def train(
         "cv_folds": config.cv_folds if cross_validate else 0,
     }
     embedding = {
-        "model_calls": store.stats.model_calls - calls_before,
+        "model_calls": store.stats.model_calls - calls_before + (read.check_calls if read else 0),
         "texts_from_store": store.stats.texts_from_store - hits_before,
+        "texts_embedded": store.stats.texts_embedded
+        - texts_before
+        + (read.check_texts if read else 0),
+        "passage_vectors_from_index": read.passage_vectors_from_index if read else 0,
     }
     adapter.config = {
         "training": config.to_dict() | {"split_by": split_by, "dev_fraction": dev_fraction},
@@ -282,6 +316,8 @@ def train(
         "split": split_sizes,
         "embedding": embedding,
     }
+    if read is not None:
+        adapter.config["index"] = read.record()
     if out is not None:
         save_adapter(adapter, out)
     return TrainReport(
@@ -296,6 +332,7 @@ def train(
         seconds=result.seconds,
         **embedding,
         **split_sizes,
+        index=read.record() if read is not None else None,
     )
 
 
@@ -313,6 +350,8 @@ def evaluate(
     progress: bool = True,
     details: bool = True,
     report: str | Path | None = None,
+    index: Any = None,
+    check_passages: int = 8,
 ) -> EvaluationReport:
     """Compare retrieval with the base model and with the adapter on ``data``'s queries.
 
@@ -327,6 +366,9 @@ def evaluate(
     this version on up to 200,000 such passages), ``coverage`` compares base and adapted
     separately on the test queries about covered passages and on the rest, from the same
     per-query scores: what the adapter learned about its training passages vs what carries over.
+
+    ``index`` reads the passage vectors from the user's index, as :func:`train` does (``force``
+    also lets a failed model check pass, with a warning).
     """
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
@@ -349,7 +391,23 @@ def evaluate(
         metrics = (*metrics, headline)
     dataset, store = _as_dataset(data), _as_store(store)
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
-    vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    texts_before, read = store.stats.texts_embedded, None
+    if index is None:
+        vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    else:  # passage vectors from the user's index, never embedded (queryfit.sources.index)
+        from queryfit.sources.index import index_vectors
+
+        read = index_vectors(
+            dataset,
+            index,
+            embedder,
+            store,
+            check_passages=check_passages,
+            force=force,
+            seed=seed,
+            progress=progress,
+        )
+        vectors = read.vectors
     # With details, the same search also gives each relevant passage's exact rank.
     rank_docs = relevant_rows(vectors) if details else None
     base = evaluate_retrieval(
@@ -364,13 +422,18 @@ def evaluate(
         model_id=embedder.model_id,
         adapter=dict(adapter.describe()),
         queries=len(dataset.queries),
-        passages=len(dataset.corpus),
+        passages=len(vectors.docs),
         base=base.summary(),
         adapted=adapted.summary(),
         differences=differences,
         headline=headline,
-        model_calls=store.stats.model_calls - calls_before,
+        model_calls=store.stats.model_calls - calls_before + (read.check_calls if read else 0),
         texts_from_store=store.stats.texts_from_store - hits_before,
+        texts_embedded=store.stats.texts_embedded
+        - texts_before
+        + (read.check_texts if read else 0),
+        passage_vectors_from_index=read.passage_vectors_from_index if read else 0,
+        index=read.record() if read is not None else None,
         per_query={"base": base.metrics, "adapted": adapted.metrics},
         coverage=split_by_coverage(
             adapter.config,
@@ -393,6 +456,8 @@ def evaluate(
             settings={"n_resamples": n_resamples, "seed": seed, "metrics": list(metrics)},
             ranks_base=base.doc_ranks,
             ranks_adapted=adapted.doc_ranks,
+            # Index passages outside the dataset that reached a top list: their texts, read again.
+            texts=read.texts_of(dataset, top_rows(base.ranked, adapted.ranked)) if read else None,
         )
     if report is not None:
         result.report_path = str(write_report(result, report))
@@ -412,3 +477,14 @@ def report(
     :func:`evaluate`; with a warm store it makes no model calls. The path is in ``report_path``.
     """
     return evaluate(data, adapter, report=out, **kwargs)
+
+
+def search(index: Any, adapter: Adapter | str | Path, question: str, **kwargs: Any) -> Any:
+    """Top passages of ``index`` for ``question`` without and with ``adapter``, side by side.
+
+    Uses the index's own search (LanceDB, Chroma, Qdrant, FAISS) with the base and the adapted
+    query vector; see :func:`queryfit.sources.search.search` for the keyword arguments.
+    """
+    from queryfit.sources.search import search as search_index
+
+    return search_index(index, adapter, question, **kwargs)

@@ -33,3 +33,7 @@ class TrainingError(QueryfitError):
 
 class GenerationError(QueryfitError):
     """Questions cannot be generated: bad LLM settings or prompt, or an unreachable endpoint."""
+
+
+class SourceError(QueryfitError):
+    """A passage source (vector store, chunk file, Python objects) cannot be read or is unusable."""

@@ -72,8 +72,8 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def run(
-    docs: str | Path,
-    out: str | Path,
+    docs: str | Path | None = None,
+    out: str | Path | None = None,
     *,
     llm: Any = None,
     model: Any = None,
@@ -93,6 +93,9 @@ def run(
     seed: int = 0,
     report: str | Path | None = None,
     progress: bool = True,
+    index: Any = None,
+    sample: int | None = None,
+    force: bool = False,
 ) -> RunReport:
     """Generate pairs from ``docs``, split, train an adapter into ``out``, and evaluate it.
 
@@ -103,9 +106,14 @@ def run(
     generation options of :func:`queryfit.generation.generate` and a ``TrainConfig``. The HTML
     report goes to ``report`` (default ``out/report.html``).
 
+    With ``index`` (e.g. ``lancedb:PATH?table=NAME``) instead of ``docs``, questions are
+    written for the index's own passages (``sample`` of them at random, or all) and training and
+    evaluation read the passage vectors from the index: only the questions are embedded.
+
     Example::
 
         report = run("./my-docs", "adapter/", llm="openai:gpt-4o-mini")
+        report = run(out="adapter/", index="lancedb:./lance?table=docs")
         print(report.evaluation.verdict)
     """
     from queryfit import api
@@ -113,6 +121,8 @@ def run(
     from queryfit.training.config import TrainConfig
 
     started = time.perf_counter()
+    if out is None:
+        raise GenerationError("run needs out: the folder for the adapter and report")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GenerationError(f"--out {out} is a file; pass a folder for the adapter and report")
@@ -141,11 +151,14 @@ def run(
             store=db,
             seed=seed,
             progress=progress,
+            index=index,
+            sample=sample,
         )
         dataset = gen.dataset
         if len(dataset.queries) < api.MIN_TRAIN_QUERIES / (1 - test_fraction):
             raise GenerationError(
-                f"only {len(dataset.queries)} questions from {docs}: too few to train and test "
+                f"only {len(dataset.queries)} questions from {docs or gen.documents['index']}: "
+                "too few to train and test "
                 f"an adapter (about {int(api.MIN_TRAIN_QUERIES / (1 - test_fraction)) + 1} at "
                 "least, a few hundred for a real gain); add documents or raise "
                 "--questions-per-passage"
@@ -160,7 +173,7 @@ def run(
         save_dataset(test_part, data_dir / "test.json")
         write_passages(gen.passages, data_dir / "passages.jsonl")
 
-        stamp = _train_stamp(train_part, config, embedder.model_id)
+        stamp = _train_stamp(train_part, config, embedder.model_id, gen.documents)
         previous = _read_run(out)
         reused = (
             previous.get("train_stamp") == stamp
@@ -170,7 +183,14 @@ def run(
         trained = None
         if not reused:
             trained = api.train(
-                train_part, model=embedder, out=out, config=config, store=db, progress=progress
+                train_part,
+                model=embedder,
+                out=out,
+                config=config,
+                store=db,
+                progress=progress,
+                index=index,
+                force=force,
             )
         evaluation = api.evaluate(
             test_part,
@@ -179,6 +199,8 @@ def run(
             store=db,
             progress=progress,
             report=report if report is not None else out / "report.html",
+            index=index,
+            force=force,
         )
     finally:
         if db is not store:
@@ -203,12 +225,13 @@ def run(
     return result
 
 
-def _train_stamp(train_part: QADataset, config: Any, model_id: str) -> str:
-    blob = json.dumps(
-        {"data": train_part.fingerprint(), "config": config.to_dict(), "model": model_id},
-        sort_keys=True,
-        default=str,
-    )
+def _train_stamp(
+    train_part: QADataset, config: Any, model_id: str, documents: dict[str, Any] | None = None
+) -> str:
+    facts = {"data": train_part.fingerprint(), "config": config.to_dict(), "model": model_id}
+    if documents and "index" in documents:  # trained on an index's vectors: the index counts
+        facts["index"] = [documents["index"], documents.get("passages_in_index")]
+    blob = json.dumps(facts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -224,6 +247,17 @@ def _markdown(result: RunReport, previous: dict[str, Any] | None) -> str:
     gen, ev = result.generation, result.evaluation
     stats, docs = gen.stats, gen.documents or {}
     skipped = docs.get("skipped") or []
+    read = (
+        f"- index: `{docs['index']}`, {docs.get('passages_in_index')} passages (vectors read, "
+        f"not embedded), questions for {docs.get('passages')} of them"
+        if "index" in docs
+        else f"- documents: {docs.get('files_read', '?')} files read from `{docs.get('root', '?')}`"
+        + (
+            f", {len(skipped)} skipped ({', '.join(s['path'] for s in skipped[:5])})"
+            if skipped
+            else ""
+        )
+    )
     lines = [
         "# queryfit run",
         "",
@@ -231,12 +265,7 @@ def _markdown(result: RunReport, previous: dict[str, Any] | None) -> str:
         "",
         "## Data",
         "",
-        f"- documents: {docs.get('files_read', '?')} files read from `{docs.get('root', '?')}`"
-        + (
-            f", {len(skipped)} skipped ({', '.join(s['path'] for s in skipped[:5])})"
-            if skipped
-            else ""
-        ),
+        read,
         f"- passages: {len(gen.dataset.corpus)}"
         + (
             f" (up to {gen.chunking['max_tokens']} tokens of {gen.chunking['tokenizer']})"

@@ -10,10 +10,12 @@ from rich.markup import escape
 from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
     DEFAULTS,
+    CheckForceOpt,
     ChunkOpt,
     ConcurrencyOpt,
     ConsistencyOpt,
     DocsOpt,
+    IndexOpt,
     JsonOpt,
     LlmBaseUrlOpt,
     LlmKeyOpt,
@@ -25,6 +27,7 @@ from queryfit.cli.options import (
     PromptOpt,
     QuietOpt,
     RetriesOpt,
+    SampleOpt,
     StoreOpt,
     TimeoutOpt,
     filter_config,
@@ -64,6 +67,8 @@ def generate(
     ),
     seed: int = typer.Option(0, help="Random seed (offline generators are deterministic)."),
     store: Path = StoreOpt,
+    index: str = IndexOpt,
+    sample: int = SampleOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -73,7 +78,11 @@ def generate(
     duplicates, copied spans and odd lengths, and saves the dataset. Progress is journaled as it
     goes: after an interrupt, the same command continues where it stopped.
 
+    With `--index` the questions are about your index's own passages, under its ids (no
+    re-chunking); `--sample N` asks about N of them drawn at random.
+
     Example: `queryfit generate --docs ./my-docs --out pairs.json --llm openai:gpt-4o-mini`
+    or `queryfit generate --index lancedb:./lance?table=docs --out pairs.json --sample 2000`
     """
     from queryfit import api
 
@@ -98,6 +107,8 @@ def generate(
         passages_out=passages_out,
         seed=seed,
         progress=not (quiet or as_json),
+        index=index,
+        sample=sample,
     )
     if as_json:
         return emit_json(report.to_dict())
@@ -135,6 +146,9 @@ def run(
     adapter: str = typer.Option(DEFAULTS.adapter, help="linear, low_rank or residual_mlp."),
     seed: int = typer.Option(0, help="Random seed (runs are deterministic)."),
     store: Path = StoreOpt,
+    index: str = IndexOpt,
+    sample: int = SampleOpt,
+    force: bool = CheckForceOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -144,7 +158,11 @@ def run(
     the store, and the adapter itself when data and settings are unchanged. The folder gets the
     adapter, the data splits, report.md and run.json.
 
+    With `--index`, questions are written for your index's own passages and the adapter is
+    trained and tested on the vectors it holds (only the questions are embedded).
+
     Example: `queryfit run --docs ./my-docs --out adapter/ --llm openai:gpt-4o-mini`
+    or `queryfit run --index lancedb:./lance?table=docs --out adapter/`
     """
     from queryfit import api
 
@@ -169,6 +187,9 @@ def run(
         seed=seed,
         report=report_out,
         progress=not (quiet or as_json),
+        index=index,
+        sample=sample,
+        force=force,
     )
     if as_json:
         return emit_json(report.to_dict())

@@ -40,7 +40,27 @@ ApiKeyOpt = typer.Option(
 
 
 DocsOpt = typer.Option(
-    ..., "--docs", "-D", help="Folder (searched recursively) or file: .txt, .md, .html, .pdf."
+    None,
+    "--docs",
+    "-D",
+    help="Folder (searched recursively) or file: .txt, .md, .html, .pdf (or --index).",
+)
+IndexOpt = typer.Option(
+    None,
+    "--index",
+    help="Your vector store or chunk file: lancedb:PATH?table=NAME, chroma:PATH?collection=NAME, "
+    "qdrant:PATH?collection=NAME, faiss:INDEX?docs=FILE.jsonl, parquet:FILE or jsonl:FILE "
+    "(&text_field=, &vector_field=, &id_field= where names differ). Passage vectors are read "
+    "from it, never embedded.",
+    show_default=False,
+)
+SampleOpt = typer.Option(
+    None, "--sample", help="With --index: questions for this many passages drawn at random."
+)
+CheckForceOpt = typer.Option(
+    False,
+    "--force",
+    help="With --index: go on when the model does not reproduce the index's vectors.",
 )
 LlmOpt = typer.Option(
     None,

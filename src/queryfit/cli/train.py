@@ -12,15 +12,17 @@ from queryfit.cli.options import (
     DEFAULTS,
     ApiKeyOpt,
     BaseUrlOpt,
+    CheckForceOpt,
     DataOpt,
     DimensionsOpt,
+    IndexOpt,
     JsonOpt,
     ModelOpt,
     QuietOpt,
     ReportOpt,
     StoreOpt,
 )
-from queryfit.cli.render import comparison_table, print_coverage
+from queryfit.cli.render import comparison_table, print_coverage, print_index
 from queryfit.training.config import TrainConfig
 
 
@@ -90,12 +92,18 @@ def train(
     dimensions: int = DimensionsOpt,
     api_key: str = ApiKeyOpt,
     store: Path = StoreOpt,
+    index: str = IndexOpt,
+    force: bool = CheckForceOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train a query adapter on frozen passage vectors and save it as a folder.
 
+    With `--index`, the passage vectors come from your vector store as they are (only the
+    questions are embedded), after a check that the model reproduces them.
+
     Example: `queryfit train --data train.json --out adapter/`
+    or `queryfit train --index lancedb:./lance?table=docs --data pairs.json --out adapter/`
     """
     from queryfit import api
     from queryfit.cli.model_options import resolve_model
@@ -125,6 +133,8 @@ def train(
         split_by=split_by,
         search=search,
         progress=not (quiet or as_json),
+        index=index,
+        force=force,
     )
     if as_json:
         return emit_json(report.to_dict())
@@ -138,6 +148,7 @@ def train(
         f"saved to {report.out}; trained in {report.seconds:.1f}s; "
         f"{report.model_calls} model calls, {report.texts_from_store} texts from the store"
     )
+    print_index(report.index)
 
 
 @app.command()
@@ -153,10 +164,13 @@ def evaluate(
     api_key: str = ApiKeyOpt,
     store: Path = StoreOpt,
     html_report: Path = ReportOpt,
+    index: str = IndexOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Compare base and adapted retrieval on held-out queries, with 95% intervals.
+
+    With `--index`, the passages searched are your index's, with its vectors as they are.
 
     Example: `queryfit evaluate --data test.json --adapter adapter/ --report report.html`
     """
@@ -176,12 +190,14 @@ def evaluate(
         n_resamples=resamples,
         progress=not (quiet or as_json),
         report=html_report,
+        index=index,
     )
     if as_json:
         return emit_json(report.to_dict())
     out.print(comparison_table(report, f"{report.queries} queries, {report.passages} passages"))
     out.print(f"verdict: {report.verdict}", highlight=False)
     print_coverage(report)
+    print_index(report.index)
     if report.report_path:
         out.print(f"report written to {report.report_path}", highlight=False, soft_wrap=True)
 

@@ -400,7 +400,7 @@ def _consistency(
 
 
 def generate(
-    docs: str | Path | Sequence[Passage],
+    docs: str | Path | Sequence[Passage] | None = None,
     *,
     out: str | Path | None = None,
     llm: QuestionGenerator | str | None = None,
@@ -421,6 +421,8 @@ def generate(
     passages_out: str | Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    index: Any = None,
+    sample: int | None = None,
 ) -> GenerateReport:
     """Turn a folder of documents into a QA dataset of generated (question, passage) pairs.
 
@@ -435,6 +437,10 @@ def generate(
     ``api_key`` defaults to ``$QUERYFIT_LLM_API_KEY`` / ``$OPENAI_API_KEY`` and is never saved.
     Rerunning the same call resumes: passages already in the journal are not asked again.
 
+    ``index`` instead of ``docs`` (a URI such as ``lancedb:PATH?table=NAME``, or passages in
+    Python; see :func:`queryfit.sources.open_source`) asks about the index's own passages, with
+    their own ids and no re-chunking; ``sample`` draws that many of them at random (seeded).
+
     Example::
 
         report = generate("./my-docs", out="pairs.json", llm="openai:gpt-4o-mini")
@@ -443,6 +449,7 @@ def generate(
     from queryfit.embedders import get_embedder
 
     _check_settings(questions_per_passage, concurrency, overlap_tokens, chunk_tokens)
+    _check_input(docs, index, sample, filters)
     gen = get_generator(
         llm,
         base_url=base_url,
@@ -455,7 +462,13 @@ def generate(
     )
     loaded: LoadResult | None = None
     chunking: dict[str, Any] | None = None
-    if isinstance(docs, str | Path):
+    read_index: dict[str, Any] | None = None
+    if index is not None:  # the index's own passages and ids (queryfit.sources.passages)
+        from queryfit.sources.passages import index_passages
+
+        passages, read_index = index_passages(index, sample=sample, seed=seed, progress=progress)
+        embedder = model
+    elif isinstance(docs, str | Path):
         loaded = load_documents(docs)
         embedder = get_embedder(model)
         counter = token_counter_for(embedder, chunk_tokens)
@@ -483,7 +496,7 @@ def generate(
         seed=seed,
         progress=progress,
     )
-    report.documents = loaded.to_dict() if loaded is not None else None
+    report.documents = loaded.to_dict() if loaded is not None else read_index
     report.chunking = chunking
     if not report.dataset.queries:
         failed = report.stats.failed
@@ -494,7 +507,8 @@ def generate(
             "or use a stronger --llm"
         )
         raise GenerationError(
-            f"no pairs generated from {docs if loaded else 'the passages'}: {why}"
+            f"no pairs generated from "
+            f"{docs if loaded else read_index['index'] if read_index else 'the passages'}: {why}"
         )
     if out is not None:
         save_dataset(report.dataset, out)
@@ -524,6 +538,23 @@ def _check_settings(
     if chunk_tokens is not None and overlap_tokens is not None and overlap_tokens >= chunk_tokens:
         raise GenerationError(
             f"--overlap-tokens ({overlap_tokens}) must be below --chunk-tokens ({chunk_tokens})"
+        )
+
+
+def _check_input(docs: Any, index: Any, sample: int | None, filters: FilterConfig | None) -> None:
+    """Documents or an index, one of them; the settings that only apply to an index."""
+    if docs is not None and index is not None:
+        raise GenerationError("pass --docs or --index, not both")
+    if docs is None and index is None:
+        raise GenerationError(
+            "nothing to ask about: pass --docs (a folder of documents) or --index (your vector "
+            "store, e.g. lancedb:PATH?table=NAME)"
+        )
+    if sample is not None and index is None:
+        raise GenerationError("--sample picks passages of an --index; with --docs leave it out")
+    if index is not None and filters is not None and filters.consistency_k is not None:
+        raise GenerationError(
+            "--consistency-k would embed every passage again; with --index leave it out"
         )
 
 
