@@ -87,7 +87,7 @@ class FaissSource(PassageSource):
 
     def _cannot(self, index: Any) -> Exception:
         return self.fail(
-            f"a {type(index).__name__} cannot give back the vectors it holds",
+            f"the index ({type(index).__name__}) cannot give back the vectors it holds",
             "export the vectors to Parquet (parquet:FILE with a vector column) or use a flat, "
             "HNSW-flat or IVF-flat index",
         )
