@@ -132,12 +132,15 @@ def likely_cause(stored: np.ndarray, made: np.ndarray, mean_cosine: float) -> st
     """The usual reason a model does not reproduce an index's vectors, from what was measured."""
     if mean_cosine < 0.8:
         return "another model made the index's vectors"
-    stored_norm = float(np.linalg.norm(stored, axis=1).mean())
-    made_norm = float(np.linalg.norm(made, axis=1).mean())
-    if abs(stored_norm - made_norm) > 0.02 * max(made_norm, 1e-12):
+    stored_norms, made_norms = np.linalg.norm(stored, axis=1), np.linalg.norm(made, axis=1)
+    stored_unit, made_unit = (
+        bool(np.allclose(stored_norms, 1, atol=1e-3)),
+        bool(np.allclose(made_norms, 1, atol=1e-3)),
+    )
+    if stored_unit != made_unit:  # scaling alone keeps cosines: something else was done too
         return (
-            f"a different normalisation (stored vectors have norm {stored_norm:.3g}, the model's "
-            f"{made_norm:.3g}) or a compressed index"
+            f"a different normalisation (stored vectors have norm {stored_norms.mean():.3g}, the "
+            f"model's {made_norms.mean():.3g}: centred, whitened or compressed vectors?)"
         )
     return (
         "a prefix or instruction the index's passages were (or were not) embedded with, or "
