@@ -157,7 +157,11 @@ def evaluate(
     data: Path = DataOpt,
     adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder."),
     model: str = typer.Option(None, "--model", "-m", help="[default: the adapter's base model]"),
-    force: bool = typer.Option(False, help="Use the adapter even with another base model."),
+    force: bool = typer.Option(
+        False,
+        help="Use the adapter even with another base model (with --index: even when the "
+        "model check fails).",
+    ),
     resamples: int = typer.Option(10_000, help="Bootstrap resamples for the intervals."),
     base_url: str = BaseUrlOpt,
     dimensions: int = DimensionsOpt,
