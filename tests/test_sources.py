@@ -393,3 +393,11 @@ def test_parse_uri_reads_bare_chunk_files_and_options():
         "./db",
         {"table": "t", "text_field": "body"},
     )
+
+
+def test_a_vector_that_is_not_a_list_is_named(tmp_path):
+    rows = [v.tolist() for v in VECTORS]
+    rows[5] = "0.1 0.2"
+    write_docs_jsonl(tmp_path / "c.jsonl", IDS, TEXTS, vector=rows)
+    with pytest.raises(SourceError, match="passage 'p05' .* has a str in field 'vector'"):
+        list(open_source(f"jsonl:{tmp_path / 'c.jsonl'}").batches())

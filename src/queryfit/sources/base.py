@@ -216,6 +216,12 @@ class PassageSource:
                         f"{self.fields.vector!r}",
                         "embed every passage, or pass vector_field= naming the vector field",
                     )
+                if not hasattr(row, "__len__") or isinstance(row, str | bytes | dict):
+                    raise self.fail(
+                        f"passage {ids[i]!r} (row {start + i}) has a {type(row).__name__} in "
+                        f"field {self.fields.vector!r}, not a list of numbers",
+                        "pass vector_field= naming the field that holds the embeddings",
+                    )
                 if len(row) != dim:
                     raise self._mixed(ids[i], start + i, len(row), dim)
             try:
