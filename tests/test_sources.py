@@ -401,3 +401,18 @@ def test_a_vector_that_is_not_a_list_is_named(tmp_path):
     write_docs_jsonl(tmp_path / "c.jsonl", IDS, TEXTS, vector=rows)
     with pytest.raises(SourceError, match="passage 'p05' .* has a str in field 'vector'"):
         list(open_source(f"jsonl:{tmp_path / 'c.jsonl'}").batches())
+
+
+def test_store_libraries_load_only_when_their_store_is_opened(tmp_path):
+    import subprocess
+    import sys
+
+    write_docs_jsonl(tmp_path / "c.jsonl", IDS, TEXTS)
+    code = (
+        "import sys, queryfit.api, queryfit.sources as s\n"
+        f"list(s.open_source('jsonl:{tmp_path / 'c.jsonl'}').batches())\n"
+        "print(sorted(m for m in ('lancedb', 'chromadb', 'qdrant_client', 'faiss', 'pyarrow')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
