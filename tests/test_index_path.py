@@ -27,6 +27,8 @@ from queryfit.store import EmbeddingStore
 from queryfit.training import TrainConfig
 from queryfit.vectors import embed_dataset
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*is little data")  # 60 toy queries, on purpose
+
 DIM = 32
 MODEL = "idxtest:toy"
 N_PASSAGES, TRAINED = 40, 30
