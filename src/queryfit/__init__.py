@@ -18,6 +18,8 @@ _EXPORTS = {
     "report": "api",
     "generate": "api",
     "run": "workflow",
+    "search": "api",
+    "open_source": "sources",
     "Adapter": "adapters",
     "load_adapter": "adapters",
     "save_adapter": "adapters",

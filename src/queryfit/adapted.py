@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from queryfit.adapters import Adapter, as_adapter, check_fits
+from queryfit.adapters.model import base_embedder
 from queryfit.embedders import Embedder, get_embedder
 from queryfit.embedders.base import Kind, check_kind
 from queryfit.errors import AdapterError
@@ -38,26 +39,6 @@ def adapter_digest(adapter: Adapter) -> str:
         array = np.ascontiguousarray(adapter.params[name], dtype="<f4")
         h.update(name.encode() + b"|" + str(array.shape).encode() + b"|" + array.tobytes())
     return h.hexdigest()[:16]
-
-
-def base_embedder(adapter: Adapter, model: Any = None, **options: Any) -> Embedder:
-    """The adapter's base model (``model`` overrides it), with the prefixes, endpoint and
-    dimensions it was trained with; ``options`` (e.g. ``api_key``) go to the provider.
-
-    An embedder object given as ``model`` is used as it is.
-    """
-    if model is not None and not isinstance(model, str | Path):
-        return get_embedder(model)
-    recorded = adapter.base_model
-    spec = model if model is not None else recorded.id
-    if spec == recorded.id:
-        settings = recorded.model_options()
-    else:  # another model: only the prefixes carry over
-        settings = {
-            "query_prefix": recorded.query_prefix,
-            "document_prefix": recorded.document_prefix,
-        }
-    return get_embedder(spec, **(settings | options))
 
 
 class AdaptedEmbedder:

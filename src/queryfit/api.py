@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from queryfit.adapted import base_embedder
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
+from queryfit.adapters.model import base_embedder
 from queryfit.adapters.record import BaseModel, DataFacts, EmbeddingCost
 from queryfit.data import QADataset, load_dataset
 from queryfit.distributed.backend import RayBackend, resolve_backend
@@ -39,11 +39,11 @@ from queryfit.evaluation.coverage import (
     training_overlap,
 )
 from queryfit.generation.pipeline import generate  # noqa: F401  (the API's generate)
-from queryfit.report.details import QueryDetails, query_details, relevant_rows
+from queryfit.report.details import QueryDetails, query_details, relevant_rows, top_rows
 from queryfit.report.html import check_report_path, write_report
 from queryfit.store import EmbeddingStore
 from queryfit.training.config import TrainConfig
-from queryfit.vectors import embed_dataset
+from queryfit.vectors import RetrievalVectors, embed_dataset
 
 MIN_TRAIN_QUERIES = 20
 SMALL_DATA_WARNING = 200
@@ -126,6 +126,9 @@ class TrainResult:
             "seconds": facts.seconds,
             "model_calls": facts.embedding.model_calls,
             "texts_from_store": facts.embedding.texts_from_store,
+            "texts_embedded": facts.embedding.texts_embedded,
+            "passage_vectors_from_index": facts.embedding.passage_vectors_from_index,
+            "index": self.adapter.data.index if self.adapter.data else None,
             "train_queries": facts.split.train_queries,
             "dev_queries": facts.split.dev_queries,
             "cv_folds": facts.split.cv_folds,
@@ -146,6 +149,9 @@ class EvaluationResult:
     headline: str
     model_calls: int
     texts_from_store: int
+    texts_embedded: int = 0
+    passage_vectors_from_index: int = 0  # evaluated through --index: passages read, not embedded
+    index: dict[str, Any] | None = None  # the index read, and its model check
     per_query: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     # Per-query ranks, hit@k / recall@k curves, texts and training facts for the HTML report.
     details: QueryDetails | None = field(default=None, repr=False)
@@ -241,15 +247,52 @@ class _Cost:
         self.stats = store.stats
         self.start = asdict(store.stats)
 
-    def spent(self) -> dict[str, int]:
+    def spent(self, read: Any = None) -> dict[str, int]:
+        """The counters since the start, plus an index read's model check (``read``)."""
         now = asdict(self.stats)
         return {
-            "model_calls": now["model_calls"] - self.start["model_calls"],
+            "model_calls": now["model_calls"]
+            - self.start["model_calls"]
+            + (read.check_calls if read else 0),
             "texts_from_store": now["texts_from_store"] - self.start["texts_from_store"],
+            "texts_embedded": now["texts_embedded"]
+            - self.start["texts_embedded"]
+            + (read.check_texts if read else 0),
+            "passage_vectors_from_index": read.passage_vectors_from_index if read else 0,
         }
 
-    def embedded(self) -> int:
-        return self.stats.texts_embedded - self.start["texts_embedded"]
+
+def _vectors(
+    dataset: QADataset,
+    embedder: Embedder,
+    store: EmbeddingStore,
+    index: Any,
+    *,
+    check_passages: int,
+    force: bool,
+    seed: int,
+    progress: bool,
+) -> tuple[RetrievalVectors, Any]:
+    """The dataset's vectors: every text through the store, or with ``index`` the passage
+    vectors read from the user's index (never embedded) and only the questions embedded.
+
+    Returns the vectors and the index read (``None`` without an index).
+    """
+    if index is None:
+        return embed_dataset(dataset, embedder, store, progress=progress), None
+    from queryfit.sources.index import index_vectors
+
+    read = index_vectors(
+        dataset,
+        index,
+        embedder,
+        store,
+        check_passages=check_passages,
+        force=force,
+        seed=seed,
+        progress=progress,
+    )
+    return read.vectors, read
 
 
 def _dim_known(embedder: Embedder) -> bool:
@@ -337,7 +380,7 @@ def _embed(
         len(dataset.queries),
         len(dataset.corpus),
         spent["model_calls"],
-        cost.embedded(),
+        spent["texts_embedded"],
         spent["texts_from_store"],
         str(store.path),
     )
@@ -356,6 +399,9 @@ def train(
     on_epoch: Any = None,
     search: bool = False,
     split: str | None = None,
+    index: Any = None,
+    force: bool = False,
+    check_passages: int = 8,
 ) -> TrainResult:
     """Fit a query adapter for ``model`` on ``data`` and save it to ``out``.
 
@@ -368,6 +414,11 @@ def train(
     ``search=True`` first tries a small grid of settings on the dev split. The policy is
     :func:`queryfit.training.plan.train_adapter`. ``split`` picks the qrels split of a BEIR
     folder.
+
+    ``index`` (a URI such as ``lancedb:PATH?table=NAME``, or passages in Python; see
+    :func:`queryfit.sources.open_source`) reads the passage vectors from the user's index instead
+    of embedding them: only the questions are embedded. ``check_passages`` of its passages are
+    first embedded and compared with the stored vectors; a mismatch refuses unless ``force``.
     """
     from queryfit.training.plan import check_settings, train_adapter  # torch: training only
 
@@ -379,7 +430,16 @@ def train(
     embedder, store = get_embedder(model), _as_store(store)
     _check_size(dataset)
     cost = _Cost(store)
-    vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    vectors, read = _vectors(
+        dataset,
+        embedder,
+        store,
+        index,
+        check_passages=check_passages,
+        force=force,
+        seed=config.seed,
+        progress=progress,
+    )
     trained = train_adapter(
         vectors,
         config,
@@ -389,11 +449,13 @@ def train(
         dataset=dataset,
         on_epoch=on_epoch,
     )
-    trained.facts.embedding = EmbeddingCost(**cost.spent())
+    trained.facts.embedding = EmbeddingCost(**cost.spent(read))
     adapter = trained.adapter
     adapter.base_model = base_model_of(embedder)
     adapter.training = trained.facts
     adapter.data = data_facts(dataset, data)
+    if read is not None:
+        adapter.data.index = read.record()
     if out is not None:
         save_adapter(adapter, out)
     return TrainResult.of(adapter, out)
@@ -414,6 +476,8 @@ def evaluate(
     details: bool = True,
     report: str | Path | None = None,
     split: str | None = None,
+    index: Any = None,
+    check_passages: int = 8,
     data_label: str | None = None,
     sources: Mapping[str, str] | None = None,
 ) -> EvaluationResult:
@@ -428,6 +492,10 @@ def evaluate(
     ``data_label`` says in words what ``data`` is (the report shows it beside the file name) and
     ``sources`` maps passage ids to where each came from (e.g. ``"manual.pdf, page 3"``), for a
     dataset alone maps ids to text only.
+
+    ``index`` reads the passage vectors from the user's index, as :func:`train` does (``force``
+    also lets a failed model check pass, with a warning); ``passages`` then counts every passage
+    searched, the index's distractors included.
 
     When ``adapter.json`` records the passages its training pairs covered (adapters trained by
     this version on up to 200,000 such passages), ``coverage`` compares base and adapted
@@ -457,7 +525,16 @@ def evaluate(
     overlap = training_overlap(adapter.data, dataset)
     store = _as_store(store)
     cost = _Cost(store)
-    vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    vectors, read = _vectors(
+        dataset,
+        embedder,
+        store,
+        index,
+        check_passages=check_passages,
+        force=force,
+        seed=seed,
+        progress=progress,
+    )
     if not force:
         check_fits(adapter, embedder.model_id, vectors.dim)
     # With details, the same search also gives each relevant passage's exact rank.
@@ -474,12 +551,13 @@ def evaluate(
         model_id=embedder.model_id,
         adapter=dict(adapter.describe()),
         queries=len(dataset.queries),
-        passages=len(dataset.corpus),
+        passages=len(vectors.docs),
         base=base.summary(),
         adapted=adapted.summary(),
         differences=differences,
         headline=headline,
-        **cost.spent(),
+        **cost.spent(read),
+        index=read.record() if read is not None else None,
         per_query={"base": base.metrics, "adapted": adapted.metrics},
         training_overlap=overlap,
         coverage=split_by_coverage(
@@ -507,6 +585,8 @@ def evaluate(
             settings={"n_resamples": n_resamples, "seed": seed, "metrics": list(metrics)},
             ranks_base=base.doc_ranks,
             ranks_adapted=adapted.doc_ranks,
+            # Index passages outside the dataset that reached a top list: their texts, read again.
+            texts=read.texts_of(dataset, top_rows(base.ranked, adapted.ranked)) if read else None,
         )
     if report is not None:
         result.report_path = str(write_report(result, report))
@@ -526,3 +606,14 @@ def report(
     :func:`evaluate`; with a warm store it makes no model calls. The path is in ``report_path``.
     """
     return evaluate(data, adapter, report=out, **kwargs)
+
+
+def search(index: Any, adapter: Adapter | str | Path, question: str, **kwargs: Any) -> Any:
+    """Top passages of ``index`` for ``question`` without and with ``adapter``, side by side.
+
+    Uses the index's own search (LanceDB, Chroma, Qdrant, FAISS) with the base and the adapted
+    query vector; see :func:`queryfit.sources.search.search` for the keyword arguments.
+    """
+    from queryfit.sources.search import search as search_index
+
+    return search_index(index, adapter, question, **kwargs)

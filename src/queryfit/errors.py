@@ -74,3 +74,7 @@ class BackendError(QueryfitError):
 
 class ServeError(QueryfitError):
     """The embeddings server cannot start with the given adapter, model or settings."""
+
+
+class SourceError(QueryfitError):
+    """A passage source (vector store, chunk file, Python objects) cannot be read or is unusable."""

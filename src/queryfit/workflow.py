@@ -70,8 +70,8 @@ def _file_sha(path: Path) -> str | None:
 
 
 def run(
-    docs: str | Path,
-    out: str | Path,
+    docs: str | Path | None = None,
+    out: str | Path | None = None,
     *,
     model: Any = None,
     store: Any = None,
@@ -84,6 +84,9 @@ def run(
     report: str | Path | None = None,
     progress: bool = True,
     backend: Any = "local",
+    index: Any = None,
+    sample: int | None = None,
+    force: bool = False,
     **settings: Any,
 ) -> RunResult:
     """Generate pairs from ``docs``, split, train an adapter into ``out``, and evaluate it.
@@ -98,12 +101,19 @@ def run(
     and ``search``, training's own dev split). The HTML report goes to ``report``
     (default ``out/report.html``).
 
+    With ``index`` (e.g. ``lancedb:PATH?table=NAME``) instead of ``docs``, questions are
+    written for the index's own passages (``sample`` of them at random, or all) and training and
+    evaluation read the passage vectors from the index: only the questions are embedded.
+
     Example::
 
         result = run("./my-docs", "adapter/", llm="openai:gpt-4o-mini")
+        result = run(out="adapter/", index="lancedb:./lance?table=docs")
         print(result.evaluation.verdict)
     """
     started = time.perf_counter()
+    if out is None:
+        raise GenerationError("run needs out: the folder for the adapter and report")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GenerationError(f"--out {out} is a file; pass a folder for the adapter and report")
@@ -117,15 +127,22 @@ def run(
     try:
         embedder = get_embedder(model)
         gen = generate(
-            docs, config=generation, model=embedder, store=db, progress=progress, backend=backend
+            docs,
+            config=generation,
+            model=embedder,
+            store=db,
+            progress=progress,
+            backend=backend,
+            index=index,
+            sample=sample,
         )
         dataset = gen.dataset
         least = int(api.MIN_TRAIN_QUERIES / (1 - test_fraction)) + 1
         if len(dataset.queries) < least:
             raise GenerationError(
-                f"only {len(dataset.queries)} questions from {docs}: too few to train and test "
-                f"an adapter (about {least} at least, a few hundred for a real gain); add "
-                "documents or raise --questions-per-passage"
+                f"only {len(dataset.queries)} questions from {docs or gen.documents['index']}: "
+                f"too few to train and test an adapter (about {least} at least, a few hundred "
+                "for a real gain); add documents or raise --questions-per-passage"
             )
         train_part, test_part = split_dataset(
             dataset, dev_fraction=test_fraction, by="query", seed=generation.seed
@@ -137,7 +154,7 @@ def run(
         write_passages(gen.passages, data_dir / "passages.jsonl")
 
         stamp = _train_stamp(
-            train_part, training, embedder.model_id, [dev_fraction, split_by, search]
+            train_part, training, embedder.model_id, [dev_fraction, split_by, search], gen.documents
         )
         previous = _read_run(out)
         reused = (
@@ -157,6 +174,8 @@ def run(
                 split_by=split_by,
                 search=search,
                 progress=progress,
+                index=index,
+                force=force,
             )
         evaluation = api.evaluate(
             data_dir / "test.json",  # the file, so the report names what a rerun would read
@@ -165,8 +184,11 @@ def run(
             store=db,
             progress=progress,
             report=report if report is not None else out / "report.html",
-            data_label=f"held-out test split of {docs} ({len(test_part.queries)} questions)",
+            data_label=f"held-out test split of {docs or index} "
+            f"({len(test_part.queries)} questions)",
             sources=passage_sources(gen.passages),
+            index=index,
+            force=force,
         )
     finally:
         if db is not store:
@@ -197,7 +219,11 @@ def passage_sources(passages: Sequence[Passage]) -> dict[str, str]:
 
 
 def _train_stamp(
-    train_part: QADataset, config: TrainConfig, model_id: str, split: list[Any]
+    train_part: QADataset,
+    config: TrainConfig,
+    model_id: str,
+    split: list[Any],
+    documents: dict[str, Any] | None = None,
 ) -> str:
     stamped: dict[str, Any] = {
         "data": train_part.fingerprint(),
@@ -206,11 +232,9 @@ def _train_stamp(
     }
     if split != DEFAULT_SPLIT:  # folders trained with the default split keep their stamp
         stamped["split"] = split
-    blob = json.dumps(
-        stamped,
-        sort_keys=True,
-        default=str,
-    )
+    if documents and "index" in documents:  # trained on an index's vectors: the index counts
+        stamped["index"] = [documents["index"], documents.get("passages_in_index")]
+    blob = json.dumps(stamped, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -226,6 +250,17 @@ def _markdown(result: RunResult, previous: dict[str, Any] | None) -> str:
     gen, ev = result.generation, result.evaluation
     stats, docs = gen.stats, gen.documents or {}
     skipped = docs.get("skipped") or []
+    read = (
+        f"- index: `{docs['index']}`, {docs.get('passages_in_index')} passages (vectors read, "
+        f"not embedded), questions for {docs.get('passages')} of them"
+        if "index" in docs
+        else f"- documents: {docs.get('files_read', '?')} files read from `{docs.get('root', '?')}`"
+        + (
+            f", {len(skipped)} skipped ({', '.join(s['path'] for s in skipped[:5])})"
+            if skipped
+            else ""
+        )
+    )
     lines = [
         "# queryfit run",
         "",
@@ -239,12 +274,7 @@ def _markdown(result: RunResult, previous: dict[str, Any] | None) -> str:
     lines += [
         "## Data",
         "",
-        f"- documents: {docs.get('files_read', '?')} files read from `{docs.get('root', '?')}`"
-        + (
-            f", {len(skipped)} skipped ({', '.join(s['path'] for s in skipped[:5])})"
-            if skipped
-            else ""
-        ),
+        read,
         f"- passages: {len(gen.dataset.corpus)}"
         + (
             f" (up to {gen.chunking['max_tokens']} tokens of {gen.chunking['tokenizer']})"

@@ -60,6 +60,8 @@ class DataFacts:
     # questions (evaluation/coverage.py); None when there were too many to record.
     covered_passages: list[str] | None = None
     query_fingerprints: list[str] | None = None
+    # Trained through --index: the index read (URI, passages) and its model check.
+    index: dict[str, Any] | None = None
 
 
 @dataclass
@@ -83,8 +85,13 @@ class SplitFacts:
 
 @dataclass
 class EmbeddingCost:
+    """What training's vectors cost: model calls, texts embedded, texts and (with an index)
+    passage vectors read instead."""
+
     model_calls: int = 0
     texts_from_store: int = 0
+    texts_embedded: int = 0
+    passage_vectors_from_index: int = 0
 
 
 @dataclass
@@ -275,6 +282,7 @@ _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
     "float | None": (int, float, type(None)),
     "float": (int, float),
     "bool": (bool,),
+    "dict[str, Any] | None": (dict, type(None)),
     "list[str] | None": (list, type(None)),
     "list[dict[str, Any]]": (list,),
     "dict[str, Any]": (dict,),

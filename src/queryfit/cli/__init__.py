@@ -7,6 +7,7 @@ the data flow's order.
 # isort: off
 from queryfit.cli import generate  # noqa: F401  generate, run
 from queryfit.cli import train  # noqa: F401  embed, train, evaluate, report
+from queryfit.cli import search  # noqa: F401  search (an index, with and without the adapter)
 from queryfit.cli import adapters  # noqa: F401  export, import-llamaindex
 from queryfit.cli import serve  # noqa: F401
 from queryfit.cli import demo  # noqa: F401

@@ -13,10 +13,13 @@ from queryfit.cli.options import (
     GENERATE,
     MODEL,
     TRAIN,
+    CheckForceOpt,
     DocsOpt,
+    IndexOpt,
     JsonOpt,
     ModelChoice,
     QuietOpt,
+    SampleOpt,
     StoreOpt,
     TrainChoice,
     flags,
@@ -46,6 +49,8 @@ def generate(
         show_default=False,
     ),
     store: Path = StoreOpt,
+    index: str = IndexOpt,
+    sample: int = SampleOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     model: ModelChoice = None,
@@ -62,7 +67,11 @@ def generate(
     With `--backend ray` a pool of Ray actors writes the questions (`--concurrency` requests per
     actor; API keys from the actors' environment); the journal stays here, so reruns resume.
 
+    With `--index` the questions are about your index's own passages, under its ids (no
+    re-chunking); `--sample N` asks about N of them drawn at random.
+
     Example: `queryfit generate --docs ./my-docs --out pairs.json --llm openai:gpt-4o-mini`
+    or `queryfit generate --index lancedb:./lance?table=docs --out pairs.json --sample 2000`
     """
     from queryfit import api
 
@@ -77,6 +86,8 @@ def generate(
         passages_out=passages_out,
         progress=not (quiet or as_json),
         backend=backend if backend is not None else "local",
+        index=index,
+        sample=sample,
     )
     if as_json:
         return emit_json(result.to_dict())
@@ -103,6 +114,9 @@ def run(
         show_default=False,
     ),
     store: Path = StoreOpt,
+    index: str = IndexOpt,
+    sample: int = SampleOpt,
+    force: bool = CheckForceOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     model: ModelChoice = None,
@@ -118,7 +132,11 @@ def run(
     data and settings are unchanged. The folder gets the adapter, the data splits, report.md,
     report.html and run.json.
 
+    With `--index`, questions are written for your index's own passages and the adapter is
+    trained and tested on the vectors it holds (only the questions are embedded).
+
     Example: `queryfit run --docs ./my-docs --out adapter/ --llm openai:gpt-4o-mini`
+    or `queryfit run --index lancedb:./lance?table=docs --out adapter/`
     """
     from queryfit import workflow
 
@@ -137,6 +155,9 @@ def run(
         report=report_out,
         progress=not (quiet or as_json),
         backend=backend if backend is not None else "local",
+        index=index,
+        sample=sample,
+        force=force,
     )
     if as_json:
         return emit_json(result.to_dict())

@@ -43,9 +43,6 @@ SplitOpt = typer.Option(
     "one].",
     show_default=False,
 )
-DocsOpt = typer.Option(
-    ..., "--docs", "-D", help="Folder (searched recursively) or file: .txt, .md, .html, .pdf."
-)
 AdapterOpt = typer.Option(..., "--adapter", "-a", help="Adapter folder.")
 StoreOpt = typer.Option(
     None, "--store", help="Embedding store file [default: .queryfit/embeddings.sqlite]."
@@ -55,7 +52,12 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 ReportOpt = typer.Option(
     None, "--report", help="Also write the HTML report (plots, query table) to this file."
 )
-ForceOpt = typer.Option(False, "--force", help="Use the adapter even with another base model.")
+ForceOpt = typer.Option(
+    False,
+    "--force",
+    help="Use the adapter even with another base model (with --index: even when the model "
+    "check fails).",
+)
 ResamplesOpt = typer.Option(10_000, "--resamples", help="Bootstrap resamples for the intervals.")
 
 
@@ -154,8 +156,8 @@ class ModelChoice:
         options = self.options
         if not options:
             return self.model
-        from queryfit.adapted import base_embedder
         from queryfit.adapters import as_adapter
+        from queryfit.adapters.model import base_embedder
         from queryfit.embedders import get_embedder
 
         loaded = as_adapter(adapter, force=True) if self.model is None and adapter else None
@@ -496,6 +498,31 @@ BACKEND = FlagGroup(
         Flag("ray_workers", int, RayWorkersOpt),
     ),
     _backend,
+)
+
+
+DocsOpt = typer.Option(
+    None,
+    "--docs",
+    "-D",
+    help="Folder (searched recursively) or file: .txt, .md, .html, .pdf (or --index).",
+)
+IndexOpt = typer.Option(
+    None,
+    "--index",
+    help="Your vector store or chunk file: lancedb:PATH?table=NAME, chroma:PATH?collection=NAME, "
+    "qdrant:PATH?collection=NAME, faiss:INDEX?docs=FILE.jsonl, parquet:FILE or jsonl:FILE "
+    "(&text_field=, &vector_field=, &id_field= where names differ). Passage vectors are read "
+    "from it, never embedded.",
+    show_default=False,
+)
+SampleOpt = typer.Option(
+    None, "--sample", help="With --index: questions for this many passages drawn at random."
+)
+CheckForceOpt = typer.Option(
+    False,
+    "--force",
+    help="With --index: go on when the model does not reproduce the index's vectors.",
 )
 
 

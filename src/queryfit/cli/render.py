@@ -66,7 +66,14 @@ def print_coverage(report: Any) -> None:
 
 def print_generation(report: Any) -> None:
     docs, stats = report.documents or {}, report.stats
-    if docs:
+    if "index" in docs:  # --index: the index's own passages, no files, no chunking
+        sampled = f", {docs['passages']} drawn at random" if docs.get("sample") else ""
+        out.print(
+            f"read {docs['passages_in_index']} passages from {docs['index']}{sampled}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif docs:
         skipped = docs.get("skipped") or []
         note = (
             f" ({len(skipped)} skipped: "
@@ -115,3 +122,21 @@ def print_trained(result: Any) -> None:
         f"{result.out}; trained in {result.seconds:.1f}s; {result.model_calls} model calls, "
         f"{result.texts_from_store} texts from the store"
     )
+
+
+def print_index(record: dict[str, Any] | None) -> None:
+    """What reading an --index cost: vectors read, passages embedded, the model check."""
+    if not record:
+        return
+    line = (
+        f"index {record['uri']}: {record['passage_vectors_from_index']} passage vectors read in "
+        f"{record['read_seconds']:.2f}s, {record['passages_embedded']} passages embedded"
+    )
+    check = record.get("model_check")
+    if check:
+        verdict = "passed" if check["passed"] else "FAILED (--force)"
+        line += (
+            f"; model check {verdict}: cosine {check['lowest_cosine']:.4f} at worst on "
+            f"{check['passages']} passages ({check['model_calls']} model call)"
+        )
+    out.print(line, highlight=False, soft_wrap=True)

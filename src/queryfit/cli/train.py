@@ -13,8 +13,10 @@ from queryfit.cli.options import (
     MODEL,
     TRAIN,
     AdapterOpt,
+    CheckForceOpt,
     DataOpt,
     ForceOpt,
+    IndexOpt,
     JsonOpt,
     ModelChoice,
     QuietOpt,
@@ -25,7 +27,7 @@ from queryfit.cli.options import (
     TrainChoice,
     flags,
 )
-from queryfit.cli.render import comparison_table, print_coverage, print_trained
+from queryfit.cli.render import comparison_table, print_coverage, print_index, print_trained
 
 
 @app.command()
@@ -82,6 +84,8 @@ def train(
     split: str = SplitOpt,
     adapter_out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write."),
     store: Path = StoreOpt,
+    index: str = IndexOpt,
+    force: bool = CheckForceOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     model: ModelChoice = None,
@@ -89,7 +93,11 @@ def train(
 ) -> None:
     """Train a query adapter on frozen passage vectors and save it as a folder.
 
+    With `--index`, the passage vectors come from your vector store as they are (only the
+    questions are embedded), after a check that the model reproduces them.
+
     Example: `queryfit train --data train.json --out adapter/`
+    or `queryfit train --index lancedb:./lance?table=docs --data pairs.json --out adapter/`
     """
     from queryfit import api
 
@@ -104,10 +112,13 @@ def train(
         search=training.search,
         progress=not (quiet or as_json),
         split=split,
+        index=index,
+        force=force,
     )
     if as_json:
         return emit_json(result.to_dict())
     print_trained(result)
+    print_index(result.adapter.data.index if result.adapter.data else None)
 
 
 @app.command()
@@ -121,6 +132,7 @@ def evaluate(
     resamples: int = ResamplesOpt,
     store: Path = StoreOpt,
     html_report: Path = ReportOpt,
+    index: str = IndexOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
     model: ModelChoice = None,
@@ -129,6 +141,7 @@ def evaluate(
 
     The model defaults to the adapter's base model, with the prefixes and endpoint it was
     trained with.
+    With `--index`, the passages searched are your index's, with its vectors as they are.
 
     Example: `queryfit evaluate --data test.json --adapter adapter/ --report report.html`
     """
@@ -144,12 +157,14 @@ def evaluate(
         progress=not (quiet or as_json),
         report=html_report,
         split=split,
+        index=index,
     )
     if as_json:
         return emit_json(result.to_dict())
     out.print(comparison_table(result, f"{result.queries} queries, {result.passages} passages"))
     out.print(f"verdict: {result.verdict}", highlight=False)
     print_coverage(result)
+    print_index(result.index)
     out.print(f"advice: {result.advice}", highlight=False, soft_wrap=True)
     if result.report_path:
         out.print(f"report written to {result.report_path}", highlight=False, soft_wrap=True)

@@ -467,7 +467,7 @@ def _consistency(
 
 
 def generate(
-    docs: str | Path | Sequence[Passage],
+    docs: str | Path | Sequence[Passage] | None = None,
     *,
     out: str | Path | None = None,
     config: GenerateConfig | None = None,
@@ -477,6 +477,8 @@ def generate(
     passages_out: str | Path | None = None,
     progress: bool = True,
     backend: Any = "local",
+    index: Any = None,
+    sample: int | None = None,
     **settings: Any,
 ) -> GenerateResult:
     """Turn a folder of documents into a QA dataset of generated (question, passage) pairs.
@@ -496,6 +498,10 @@ def generate(
     keys from the workers' environment, so no ``api_key``); this process keeps the journal, so
     the result is the local backend's and reruns resume the same way.
 
+    ``index`` instead of ``docs`` (a URI such as ``lancedb:PATH?table=NAME``, or passages in
+    Python; see :func:`queryfit.sources.open_source`) asks about the index's own passages, with
+    their own ids and no re-chunking; ``sample`` draws that many of them at random (seeded).
+
     Example::
 
         result = generate("./my-docs", out="pairs.json", llm="openai:gpt-4o-mini")
@@ -506,6 +512,7 @@ def generate(
 
     config = GenerateConfig.of(config, **settings)
     config.validate()
+    _check_input(docs, index, sample, config.filters)
     gen = config.generator()
     runner = None
     ray_backend = resolve_backend(backend)
@@ -515,7 +522,15 @@ def generate(
         runner = ray_generation_runner(ray_backend, config.llm, gen, config.generator_options())
     loaded: LoadResult | None = None
     chunking: dict[str, Any] | None = None
-    if isinstance(docs, str | Path):
+    read_index: dict[str, Any] | None = None
+    if index is not None:  # the index's own passages and ids (queryfit.generation.index_passages)
+        from queryfit.generation.index_passages import index_passages
+
+        passages, read_index = index_passages(
+            index, sample=sample, seed=config.seed, progress=progress
+        )
+        embedder = model
+    elif isinstance(docs, str | Path):
         loaded = load_documents(docs)
         embedder = get_embedder(model)
         counter = token_counter_for(embedder, config.chunk_tokens)
@@ -545,7 +560,7 @@ def generate(
         progress=progress,
         runner=runner,
     )
-    result.documents = loaded.to_dict() if loaded is not None else None
+    result.documents = loaded.to_dict() if loaded is not None else read_index
     result.chunking = chunking
     if not result.dataset.queries:
         failed = result.stats.failed
@@ -556,7 +571,8 @@ def generate(
             "or use a stronger --llm"
         )
         raise GenerationError(
-            f"no pairs generated from {docs if loaded else 'the passages'}: {why}"
+            f"no pairs generated from "
+            f"{docs if loaded else read_index['index'] if read_index else 'the passages'}: {why}"
         )
     if out is not None:
         save_dataset(result.dataset, out)
@@ -564,6 +580,23 @@ def generate(
     if passages_out is not None:
         write_passages(result.passages, passages_out)
     return result
+
+
+def _check_input(docs: Any, index: Any, sample: int | None, filters: FilterConfig | None) -> None:
+    """Documents or an index, one of them; the settings that only apply to an index."""
+    if docs is not None and index is not None:
+        raise GenerationError("pass --docs or --index, not both")
+    if docs is None and index is None:
+        raise GenerationError(
+            "nothing to ask about: pass --docs (a folder of documents) or --index (your vector "
+            "store, e.g. lancedb:PATH?table=NAME)"
+        )
+    if sample is not None and index is None:
+        raise GenerationError("--sample picks passages of an --index; with --docs leave it out")
+    if index is not None and filters is not None and filters.consistency_k is not None:
+        raise GenerationError(
+            "--consistency-k would embed every passage again; with --index leave it out"
+        )
 
 
 def _reasons(failures: dict[str, int]) -> str:

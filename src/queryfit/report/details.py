@@ -111,6 +111,15 @@ def relevant_rows(vectors: RetrievalVectors) -> list[list[int]]:
     return [sorted(r) for r in vectors.relevant]
 
 
+def top_rows(*ranked: np.ndarray, top: int = TOP_PASSAGES) -> set[int]:
+    """Passage rows that some query's top ``top`` names, in any of the rankings."""
+    rows: set[int] = set()
+    for ranking in ranked:
+        if ranking.ndim == 2 and ranking.size:
+            rows.update(int(r) for r in np.unique(ranking[:, :top]) if r >= 0)
+    return rows
+
+
 def query_details(
     dataset: QADataset,
     vectors: RetrievalVectors,
@@ -127,6 +136,7 @@ def query_details(
     top: int = TOP_PASSAGES,
     ranks_base: list[np.ndarray] | None = None,
     ranks_adapted: list[np.ndarray] | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> QueryDetails:
     """Collect what the report shows per query, from one evaluation's vectors and rankings.
 
@@ -135,7 +145,8 @@ def query_details(
     Pass them as ``ranks_base`` / ``ranks_adapted`` when the evaluation's search already gave
     them (``evaluate_retrieval(..., rank_docs=...)``); otherwise each costs one more exact search
     (:func:`ranks_of_relevant`). ``sources`` maps passage ids to where they came from (e.g.
-    ``"manual.pdf, page 3"``); only the passages the report names are kept.
+    ``"manual.pdf, page 3"``); only the passages the report names are kept. ``texts`` holds the
+    texts of passages searched beyond the dataset's corpus (an index's other passages).
     """
     doc_ids = vectors.doc_ids or list(dataset.corpus)
     query_ids = vectors.query_ids or list(dataset.queries)
@@ -162,7 +173,10 @@ def query_details(
         rank_adapted=best(ranks_adapted),
         top_base=top_base,
         top_adapted=top_adapted,
-        passages={d: opening(dataset.corpus[d]) for d in sorted(named)},
+        passages={
+            d: opening(dataset.corpus[d] if d in dataset.corpus else (texts or {}).get(d, ""))
+            for d in sorted(named)
+        },
         curves={
             name: {"base": base_curves[name], "adapted": adapted_curves[name]}
             for name in ("hit@k", "recall@k")

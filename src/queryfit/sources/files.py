@@ -1,0 +1,194 @@
+"""Chunk files: ``parquet:FILE`` and ``jsonl:FILE``, one passage per row or line.
+
+Fields ``id`` and ``text`` are required, ``vector`` is optional: a file without it is text-only
+and its vectors come from the model, through the embedding store. Naming ``vector_field=``
+makes the vectors required. Parquet is read in row batches of the needed columns (pyarrow);
+JSON Lines one line at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from queryfit.sources.arrow import column_matrix, fixed_width, is_vector_type
+from queryfit.sources.base import Fields, PassageSource, RawBatch, require
+from queryfit.sources.faiss_file import count_lines
+
+
+class ParquetSource(PassageSource):
+    scheme = "parquet"
+
+    def __init__(self, uri: str, path: str, fields: Fields) -> None:
+        super().__init__(uri)
+        require("pyarrow", "parquet")
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise self.fail(f"no file at {self.path}", "pass parquet:FILE")
+        try:
+            self.file = pq.ParquetFile(self.path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            raise self.fail(
+                f"{self.path} is not a Parquet file ({exc})", "pass parquet:FILE"
+            ) from exc
+        schema = self.file.schema_arrow
+        names = schema.names
+        self.fields = Fields(id=fields.id or "id", text=fields.text or "text", vector=fields.vector)
+        for role, name in (("id", self.fields.id), ("text", self.fields.text)):
+            if name not in names:
+                raise self._missing(role, name, names)
+        vector = fields.vector or ("vector" if "vector" in names else None)
+        if fields.vector and fields.vector not in names:
+            raise self._missing("vector", fields.vector, names)
+        self._vector_type = schema.field(vector).type if vector else None
+        if vector and not is_vector_type(self._vector_type):
+            raise self.fail(
+                f"column {vector!r} is {self._vector_type}, not a list of numbers",
+                "pass vector_field= naming the column of embeddings",
+            )
+        self.fields = Fields(id=self.fields.id, text=self.fields.text, vector=vector)
+
+    def _missing(self, role: str, name: str | None, columns: list[str]) -> Exception:
+        return self.fail(
+            f"no {role} column {name!r} (columns: {', '.join(columns)})",
+            f"pass {role}_field= naming the column that holds the {role}",
+        )
+
+    def count(self) -> int:
+        return int(self.file.metadata.num_rows)
+
+    def _dim(self) -> int | None:
+        if self.fields.vector is None:
+            return None
+        width = fixed_width(self._vector_type)
+        if width is not None:
+            return width
+        for batch in self.file.iter_batches(batch_size=1, columns=[self.fields.vector]):
+            first = batch.column(0)[0].as_py()
+            if first is None:
+                raise self.fail(
+                    f"its first row has no vector in column {self.fields.vector!r}",
+                    "give every row a vector, or leave the column out",
+                )
+            return len(first)
+        raise self.fail("it holds no passages", "point --index at a file with passages in it")
+
+    def _read(self, batch_size: int, vectors: bool, metadata: bool) -> Iterator[RawBatch]:
+        core = [self.fields.id, self.fields.text]
+        if vectors:
+            core.append(self.fields.vector)
+        extra = [
+            c for c in self.file.schema_arrow.names if c not in core and c != self.fields.vector
+        ]
+        columns = core + (extra if metadata else [])
+        for batch in self.file.iter_batches(batch_size=batch_size, columns=columns):
+            meta = None
+            if metadata:
+                meta = (
+                    batch.select(extra).to_pylist()
+                    if extra
+                    else [{} for _ in range(batch.num_rows)]
+                )
+            yield RawBatch(
+                ids=batch.column(self.fields.id).to_pylist(),
+                texts=batch.column(self.fields.text).to_pylist(),
+                vectors=column_matrix(batch.column(self.fields.vector)) if vectors else None,
+                metadata=meta,
+            )
+
+
+class JsonlSource(PassageSource):
+    scheme = "jsonl"
+
+    def __init__(self, uri: str, path: str, fields: Fields) -> None:
+        super().__init__(uri)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise self.fail(f"no file at {self.path}", "pass jsonl:FILE")
+        self._explicit_vector = fields.vector is not None
+        self.fields = Fields(
+            id=fields.id or "id", text=fields.text or "text", vector=fields.vector or "vector"
+        )
+        self._count: int | None = None
+
+    def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        with self.path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise self.fail(
+                        f"line {number} is not JSON ({exc.args[0]})",
+                        "write one JSON object per line",
+                    ) from exc
+                if not isinstance(row, dict):
+                    raise self.fail(
+                        f"line {number} is not a JSON object", 'write {"id": ..., "text": ...}'
+                    )
+                yield number, row
+
+    def count(self) -> int:
+        if self._count is None:
+            self._count = count_lines(self.path)
+        return self._count
+
+    def _dim(self) -> int | None:
+        for number, row in self._rows():
+            self._field(number, row, self.fields.id, "id")
+            self._field(number, row, self.fields.text, "text")
+            if self.fields.vector not in row:
+                if self._explicit_vector:
+                    self._field(number, row, self.fields.vector, "vector")
+                return None
+            value = row[self.fields.vector]
+            if not isinstance(value, list):
+                raise self.fail(
+                    f"line {number}: field {self.fields.vector!r} is not a list of numbers",
+                    "pass vector_field= naming the field of embeddings",
+                )
+            return len(value)
+        raise self.fail("it holds no passages", "point --index at a file with passages in it")
+
+    def _field(self, number: int, row: dict[str, Any], key: str | None, role: str) -> Any:
+        if key not in row:
+            raise self.fail(
+                f"line {number} has no {role} field {key!r} (fields: {', '.join(sorted(row))})",
+                f"pass {role}_field= naming the field that holds the {role}",
+            )
+        return row[key]
+
+    def _read(self, batch_size: int, vectors: bool, metadata: bool) -> Iterator[RawBatch]:
+        ids: list[Any] = []
+        texts: list[Any] = []
+        vecs: list[Any] = []
+        meta: list[dict[str, Any]] = []
+        own = {self.fields.id, self.fields.text, self.fields.vector}
+
+        def flush() -> RawBatch:
+            raw = RawBatch(
+                ids=list(ids),
+                texts=list(texts),
+                vectors=list(vecs) if vectors else None,
+                metadata=list(meta) if metadata else None,
+            )
+            for part in (ids, texts, vecs, meta):
+                part.clear()
+            return raw
+
+        for number, row in self._rows():
+            ids.append(self._field(number, row, self.fields.id, "id"))
+            texts.append(self._field(number, row, self.fields.text, "text"))
+            if vectors:
+                vecs.append(row.get(self.fields.vector))
+            if metadata:
+                meta.append({k: v for k, v in row.items() if k not in own})
+            if len(ids) == batch_size:
+                yield flush()
+        if ids:
+            yield flush()
