@@ -112,6 +112,19 @@ class TrainResult:
     def texts_from_store(self) -> int:
         return self.facts.embedding.texts_from_store
 
+    @property
+    def texts_embedded(self) -> int:
+        return self.facts.embedding.texts_embedded
+
+    @property
+    def passage_vectors_from_index(self) -> int:
+        return self.facts.embedding.passage_vectors_from_index
+
+    @property
+    def index(self) -> dict[str, Any] | None:
+        """The index read (trained with ``index=``) and its model check; else ``None``."""
+        return self.adapter.data.index if self.adapter.data else None
+
     def to_dict(self) -> dict[str, Any]:
         facts = self.facts
         return {
@@ -128,7 +141,7 @@ class TrainResult:
             "texts_from_store": facts.embedding.texts_from_store,
             "texts_embedded": facts.embedding.texts_embedded,
             "passage_vectors_from_index": facts.embedding.passage_vectors_from_index,
-            "index": self.adapter.data.index if self.adapter.data else None,
+            "index": self.index,
             "train_queries": facts.split.train_queries,
             "dev_queries": facts.split.dev_queries,
             "cv_folds": facts.split.cv_folds,

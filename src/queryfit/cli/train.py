@@ -118,7 +118,7 @@ def train(
     if as_json:
         return emit_json(result.to_dict())
     print_trained(result)
-    print_index(result.adapter.data.index if result.adapter.data else None)
+    print_index(result.index)
 
 
 @app.command()
