@@ -1,4 +1,4 @@
-"""Arrow columns to numpy, shared by the LanceDB and Parquet sources (both speak Arrow).
+"""Arrow batches and columns to the sources' batches, shared by LanceDB and Parquet.
 
 A fixed-size list column becomes a ``[n, dim]`` view of its values without a Python object per
 vector; a variable-size list column does too when every row has the same length. Anything else
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from queryfit.sources.base import RawBatch
 
 
 def is_vector_type(arrow_type: Any) -> bool:
@@ -55,3 +57,19 @@ def column_matrix(column: Any) -> Any:
         return column.to_pylist()
     flat = values.to_numpy(zero_copy_only=False)
     return np.asarray(flat, dtype=np.float32).reshape(n, width)
+
+
+def raw_batches(
+    batches: Any, fields: Any, extra: list[str], *, vectors: bool, metadata: bool
+) -> Any:
+    """Arrow record batches as the sources' ``RawBatch`` (id, text, vectors, metadata columns)."""
+    for batch in batches:
+        meta = None
+        if metadata:
+            meta = batch.select(extra).to_pylist() if extra else [{} for _ in range(batch.num_rows)]
+        yield RawBatch(
+            ids=batch.column(fields.id).to_pylist(),
+            texts=batch.column(fields.text).to_pylist(),
+            vectors=column_matrix(batch.column(fields.vector)) if vectors else None,
+            metadata=meta,
+        )

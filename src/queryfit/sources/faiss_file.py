@@ -9,7 +9,6 @@ their vectors back (LSH, some compressed forms) are refused with a clear line, n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,7 @@ from typing import Any
 import numpy as np
 
 from queryfit.sources.base import Fields, Hit, PassageSource, RawBatch, require
-
-
-def count_lines(path: Path) -> int:
-    """Non-blank lines of a text file, read in binary blocks (no line objects)."""
-    n = 0
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                n += 1
-    return n
+from queryfit.sources.lines import count_lines, json_objects
 
 
 class FaissSource(PassageSource):
@@ -99,23 +89,7 @@ class FaissSource(PassageSource):
         return int(self.index.d)
 
     def _docs(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        with self.docs_path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise self.fail(
-                        f"line {number} of {self.docs_path} is not JSON ({exc.args[0]})",
-                        "write one JSON object per line",
-                    ) from exc
-                if not isinstance(row, dict):
-                    raise self.fail(
-                        f"line {number} of {self.docs_path} is not a JSON object",
-                        'write one {"id": ..., "text": ...} object per line',
-                    )
-                yield number, row
+        return json_objects(self.docs_path, self.fail, f" of {self.docs_path}")
 
     def _row_value(self, number: int, row: dict[str, Any], key: str, role: str) -> Any:
         if key not in row:

@@ -8,14 +8,13 @@ JSON Lines one line at a time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from queryfit.sources.arrow import column_matrix, fixed_width, is_vector_type
+from queryfit.sources.arrow import fixed_width, is_vector_type, raw_batches
 from queryfit.sources.base import Fields, PassageSource, RawBatch, require
-from queryfit.sources.faiss_file import count_lines
+from queryfit.sources.lines import count_lines, json_objects
 
 
 class ParquetSource(PassageSource):
@@ -85,20 +84,13 @@ class ParquetSource(PassageSource):
             c for c in self.file.schema_arrow.names if c not in core and c != self.fields.vector
         ]
         columns = core + (extra if metadata else [])
-        for batch in self.file.iter_batches(batch_size=batch_size, columns=columns):
-            meta = None
-            if metadata:
-                meta = (
-                    batch.select(extra).to_pylist()
-                    if extra
-                    else [{} for _ in range(batch.num_rows)]
-                )
-            yield RawBatch(
-                ids=batch.column(self.fields.id).to_pylist(),
-                texts=batch.column(self.fields.text).to_pylist(),
-                vectors=column_matrix(batch.column(self.fields.vector)) if vectors else None,
-                metadata=meta,
-            )
+        yield from raw_batches(
+            self.file.iter_batches(batch_size=batch_size, columns=columns),
+            self.fields,
+            extra,
+            vectors=vectors,
+            metadata=metadata,
+        )
 
 
 class JsonlSource(PassageSource):
@@ -116,22 +108,7 @@ class JsonlSource(PassageSource):
         self._count: int | None = None
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        with self.path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise self.fail(
-                        f"line {number} is not JSON ({exc.args[0]})",
-                        "write one JSON object per line",
-                    ) from exc
-                if not isinstance(row, dict):
-                    raise self.fail(
-                        f"line {number} is not a JSON object", 'write {"id": ..., "text": ...}'
-                    )
-                yield number, row
+        return json_objects(self.path, self.fail)
 
     def count(self) -> int:
         if self._count is None:

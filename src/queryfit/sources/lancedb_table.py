@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from queryfit.sources.arrow import column_matrix, fixed_width, is_vector_type
+from queryfit.sources.arrow import fixed_width, is_vector_type, raw_batches
 from queryfit.sources.base import Fields, Hit, PassageSource, RawBatch, require
 
 
@@ -77,21 +77,13 @@ class LanceDBSource(PassageSource):
         core = [self.fields.id, self.fields.text] + ([self.fields.vector] if vectors else [])
         extra = [c for c in self.table.schema.names if c not in core and c != self.fields.vector]
         columns = core + (extra if metadata else [])
-        reader = self.table.search().select(columns).to_batches(batch_size)
-        for batch in reader:
-            meta = None
-            if metadata:
-                meta = (
-                    batch.select(extra).to_pylist()
-                    if extra
-                    else [{} for _ in range(batch.num_rows)]
-                )
-            yield RawBatch(
-                ids=batch.column(self.fields.id).to_pylist(),
-                texts=batch.column(self.fields.text).to_pylist(),
-                vectors=column_matrix(batch.column(self.fields.vector)) if vectors else None,
-                metadata=meta,
-            )
+        yield from raw_batches(
+            self.table.search().select(columns).to_batches(batch_size),
+            self.fields,
+            extra,
+            vectors=vectors,
+            metadata=metadata,
+        )
 
     def native_search(self, vector: np.ndarray, k: int) -> tuple[list[Hit], str]:
         found = (
