@@ -80,6 +80,7 @@ class FlagGroup:
     param: str
     flags: tuple[Flag, ...]
     build: Callable[..., Any]
+    first: bool = False  # list these flags before the verb's own (inputs read first in --help)
 
 
 def flags(*groups: FlagGroup) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -91,12 +92,17 @@ def flags(*groups: FlagGroup) -> Callable[[Callable[..., Any]], Callable[..., An
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(fn, eval_str=True)
         replaced = {group.param for group in groups}
-        kept = [p for p in signature.parameters.values() if p.name not in replaced]
+        kept = [  # Typer passes every value by keyword
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in signature.parameters.values()
+            if p.name not in replaced
+        ]
+        ordered = [g for g in groups if g.first] + [g for g in groups if not g.first]
         added = {
             f.name: inspect.Parameter(
                 f.name, inspect.Parameter.KEYWORD_ONLY, default=f.option, annotation=f.type
             )
-            for group in groups
+            for group in ordered
             for f in group.flags
         }
 
@@ -106,7 +112,8 @@ def flags(*groups: FlagGroup) -> Callable[[Callable[..., Any]], Callable[..., An
             own = {k: v for k, v in values.items() if k not in added}
             return fn(**own, **built)
 
-        parameters = kept + list(added.values())
+        leading = [added[f.name] for g in groups if g.first for f in g.flags]
+        parameters = leading + kept + [p for p in added.values() if p not in leading]
         verb.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         verb.__annotations__ = {p.name: p.annotation for p in parameters}
         del verb.__wrapped__  # Typer must read the new signature, not the function's own
@@ -523,6 +530,51 @@ CheckForceOpt = typer.Option(
     False,
     "--force",
     help="With --index: go on when the model does not reproduce the index's vectors.",
+)
+
+
+# -- what evaluate and report read ----------------------------------------------------------
+
+
+@dataclass
+class EvaluationChoice:
+    """The test data, the adapter and the statistics settings of ``evaluate`` and ``report``."""
+
+    data: Path
+    split: str | None
+    adapter: Path
+    index: str | None
+    force: bool
+    resamples: int
+
+    def evaluate(self, model: ModelChoice, **options: Any) -> Any:
+        """:func:`queryfit.api.evaluate` with these settings (``options``: store, report...)."""
+        from queryfit import api
+
+        return api.evaluate(
+            self.data,
+            self.adapter,
+            model=model.resolve(self.adapter),
+            split=self.split,
+            index=self.index,
+            force=self.force,
+            n_resamples=self.resamples,
+            **options,
+        )
+
+
+EVALUATION = FlagGroup(
+    "evaluation",
+    (
+        Flag("data", Path, DataOpt),
+        Flag("split", str, SplitOpt),
+        Flag("adapter", Path, AdapterOpt),
+        Flag("index", str, IndexOpt),
+        Flag("force", bool, ForceOpt),
+        Flag("resamples", int, ResamplesOpt),
+    ),
+    EvaluationChoice,
+    first=True,
 )
 
 

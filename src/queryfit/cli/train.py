@@ -10,18 +10,17 @@ import typer
 from queryfit.cli.app import app, emit_json, out, user_errors
 from queryfit.cli.options import (
     BACKEND,
+    EVALUATION,
     MODEL,
     TRAIN,
-    AdapterOpt,
     CheckForceOpt,
     DataOpt,
-    ForceOpt,
+    EvaluationChoice,
     IndexOpt,
     JsonOpt,
     ModelChoice,
     QuietOpt,
     ReportOpt,
-    ResamplesOpt,
     SplitOpt,
     StoreOpt,
     TrainChoice,
@@ -123,41 +122,25 @@ def train(
 
 @app.command()
 @user_errors
-@flags(MODEL)
+@flags(EVALUATION, MODEL)
 def evaluate(
-    data: Path = DataOpt,
-    split: str = SplitOpt,
-    adapter: Path = AdapterOpt,
-    force: bool = ForceOpt,
-    resamples: int = ResamplesOpt,
     store: Path = StoreOpt,
     html_report: Path = ReportOpt,
-    index: str = IndexOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
+    evaluation: EvaluationChoice = None,
     model: ModelChoice = None,
 ) -> None:
     """Compare base and adapted retrieval on held-out queries, with 95% intervals.
 
     The model defaults to the adapter's base model, with the prefixes and endpoint it was
-    trained with.
-    With `--index`, the passages searched are your index's, with its vectors as they are.
+    trained with. With `--index`, the passages searched are your index's, with its vectors as
+    they are.
 
     Example: `queryfit evaluate --data test.json --adapter adapter/ --report report.html`
     """
-    from queryfit import api
-
-    result = api.evaluate(
-        data,
-        adapter,
-        model=model.resolve(adapter),
-        store=store,
-        force=force,
-        n_resamples=resamples,
-        progress=not (quiet or as_json),
-        report=html_report,
-        split=split,
-        index=index,
+    result = evaluation.evaluate(
+        model, store=store, progress=not (quiet or as_json), report=html_report
     )
     if as_json:
         return emit_json(result.to_dict())
@@ -172,41 +155,28 @@ def evaluate(
 
 @app.command()
 @user_errors
-@flags(MODEL)
+@flags(EVALUATION, MODEL)
 def report(
-    data: Path = DataOpt,
-    split: str = SplitOpt,
-    adapter: Path = AdapterOpt,
     html_out: Path = typer.Option(
         Path("queryfit-report.html"), "--out", "-o", help="HTML file to write."
     ),
-    force: bool = ForceOpt,
-    resamples: int = ResamplesOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
+    evaluation: EvaluationChoice = None,
     model: ModelChoice = None,
 ) -> None:
     """Write one self-contained HTML report: does the adapter help, and where?
 
-    Headline with 95% intervals and the verdict, hit@k and recall@k curves (k = 1..100), how far
-    each query's relevant passage moved, training curves, a sortable and searchable table of the
-    queries that gained and lost most, and the run's facts. Opens offline in any browser.
+    Headline with 95% intervals, the verdict and whether to deploy, hit@k and recall@k curves
+    (k = 1..100), how far each query's relevant passage moved, training curves, a sortable and
+    searchable table of the queries that gained and lost most, and the run's facts. Opens
+    offline in any browser.
 
     Example: `queryfit report --data test.json --adapter adapter/ --out report.html`
     """
-    from queryfit import api
-
-    result = api.report(
-        data,
-        adapter,
-        html_out,
-        model=model.resolve(adapter),
-        store=store,
-        force=force,
-        n_resamples=resamples,
-        progress=not (quiet or as_json),
-        split=split,
+    result = evaluation.evaluate(
+        model, store=store, progress=not (quiet or as_json), report=html_out
     )
     if as_json:
         return emit_json(result.to_dict())
