@@ -155,3 +155,28 @@ def test_bad_training_setting_fails_before_any_embedding(workdir):
         and "batch_size (--batch-size) must be a whole number from 1" in result.stderr
     )
     assert not (workdir / "untouched.sqlite").exists()  # nothing was embedded first
+
+
+HIDE_TORCH = """
+import sys
+class Hide:  # as if torch and sentence-transformers were never installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "sentence_transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+"""
+
+
+@pytest.mark.parametrize("verb", [["train", "--data", "train.json", "--out", "a"], ["demo"]])
+def test_without_torch_one_line_names_the_train_extra(verb, workdir):
+    """A plain `pip install queryfit` has no torch: training needs the train extra, said once."""
+    code = (
+        f"{HIDE_TORCH}\nsys.argv = ['queryfit', *{verb!r}]\nfrom queryfit.cli import main\nmain()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install 'queryfit[train]'" in lines[0]
+    assert "Traceback" not in result.stderr

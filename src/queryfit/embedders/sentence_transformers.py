@@ -41,9 +41,16 @@ def ensure_offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as missing
+        return False
+
+
 def _require_package() -> None:
     for module in ("torch", "sentence_transformers"):
-        if importlib.util.find_spec(module) is None:
+        if not _installed(module):
             raise EmbedderError(
                 f"the {PROVIDER} provider needs {module.replace('_', '-')}, which is not "
                 f"installed; install it with `{_INSTALL_HINT}`"
