@@ -18,6 +18,8 @@ _EXPORTS = {
     "report": "api",
     "generate": "api",
     "run": "api",
+    "train_vectors": "api_vectors",
+    "evaluate_vectors": "api_vectors",
     "Adapter": "adapters",
     "load_adapter": "adapters",
     "save_adapter": "adapters",

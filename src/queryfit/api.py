@@ -165,7 +165,7 @@ def train(
     questions; ``"query"`` and ``"passage"`` use :func:`split_dataset`. ``search=True`` first tries
     a small grid of settings on the dev split (see ``queryfit.training.search``).
     """
-    from queryfit.training import TrainConfig, fit_adapter  # torch is needed for training only
+    from queryfit.training import TrainConfig  # torch is needed for training only
 
     config = config or TrainConfig()
     config.validate()  # a bad setting fails before minutes of embedding, not after
@@ -187,18 +187,86 @@ def train(
         )
     calls_before, hits_before = store.stats.model_calls, store.stats.texts_from_store
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
+    fitted = _fit(vectors, config, dev_fraction, split_by, search, on_epoch, dataset)
+    result, split_note = fitted.result, fitted.split_note
+    adapter = result.adapter
+    adapter.base_model = {
+        "id": embedder.model_id,
+        "query_prefix": embedder.query_prefix,
+        "document_prefix": embedder.document_prefix,
+    }
+    embedding = {
+        "model_calls": store.stats.model_calls - calls_before,
+        "texts_from_store": store.stats.texts_from_store - hits_before,
+    }
+    data_record = {
+        "fingerprint": dataset.fingerprint(),
+        "source": str(data) if not isinstance(data, QADataset) else None,
+        "queries": len(dataset.queries),
+        "passages": len(dataset.corpus),
+        **coverage_record(dataset),  # passage hashes, never text; see evaluation/coverage.py
+    }
+    adapter.config = _adapter_record(fitted, split_by, dev_fraction, data_record, embedding)
+    history = adapter.config["history"]
+    if out is not None:
+        save_adapter(adapter, out)
+    return TrainReport(
+        adapter=adapter,
+        out=Path(out) if out is not None else None,
+        decision=result.decision + (f"; {split_note}" if split_note else ""),
+        shipped_identity=result.shipped_identity,
+        best_epoch=result.best_epoch,
+        dev_identity=result.identity_score,
+        dev_best=result.best_score,
+        history=history,
+        seconds=result.seconds,
+        **embedding,
+        **fitted.split_sizes,
+    )
+
+
+@dataclass
+class _Fitted:
+    """What :func:`_fit` returns to ``train`` and ``train_vectors`` (one code path for both)."""
+
+    result: Any  # training.FitResult
+    config: Any  # the TrainConfig used (the search's winner with search=True)
+    split_note: str
+    search_table: str | None
+    split_sizes: dict[str, int]
+
+
+def _fit(
+    vectors: RetrievalVectors,
+    config: Any,
+    dev_fraction: float,
+    split_by: str,
+    search: bool,
+    on_epoch: Any,
+    dataset: QADataset | None = None,
+) -> _Fitted:
+    """The training policy on embedded vectors: dev split or cross-validation, search, fit.
+
+    ``dataset`` is needed only for ``split_by`` query or passage (:func:`split_dataset`).
+    """
+    from queryfit.training import fit_adapter
+    from queryfit.training.scale import cross_validation_refusal
+
     dev_vectors: list[RetrievalVectors] | RetrievalVectors | None = None
     train_vectors = vectors
     split_note, search_table = "", None
     # Quality work (issue 5): small data is cross-validated (every query scored once as dev);
     # otherwise one dev split of new questions over covered passages when the data has such.
-    # See training/splits.py and docs/benchmarks.md.
+    # Large data (issue 12): one split, its dev a bounded sample. See training/splits.py,
+    # training/scale.py and docs/benchmarks.md.
+    refusal = cross_validation_refusal(config, len(vectors.queries), len(vectors.docs))
     cross_validate = (
         dev_fraction > 0
         and split_by == "coverage"
         and config.cv_folds >= 2
         and config.adapter != "procrustes"
-        and config.cv_folds <= len(vectors.queries) <= config.cv_max_queries
+        and config.cv_folds <= len(vectors.queries)
+        and refusal is None
     )
     if dev_fraction > 0 and split_by == "coverage" and (search or not cross_validate):
         from queryfit.training.splits import coverage_split, dev_parts, duplicate_groups
@@ -208,11 +276,18 @@ def train(
             dev_fraction,
             config.seed,
             duplicate_of=duplicate_groups(vectors.queries),
+            max_dev=config.dev_max_queries,
         )
         train_vectors = vectors.select(split.train_rows)
         dev_vectors = dev_parts(vectors, split.dev_rows, split.train_rows)
         split_note = split.describe()
+        if round(dev_fraction * len(vectors.queries)) > config.dev_max_queries:
+            split_note += f", a bounded sample (dev_max_queries {config.dev_max_queries:,})"
+        if refusal is not None and config.cv_folds >= 2 and config.adapter != "procrustes":
+            split_note += f"; {refusal}"
     elif dev_fraction > 0 and split_by != "coverage":
+        if dataset is None:
+            raise TrainingError(f"split_by={split_by!r} needs the dataset; use coverage")
         train_part, dev_part = split_dataset(
             dataset, dev_fraction=dev_fraction, by=split_by, seed=config.seed
         )
@@ -240,31 +315,27 @@ def train(
         dev_list = [dev_vectors] if isinstance(dev_vectors, RetrievalVectors) else dev_vectors
         dev_count = sum(len(part.queries) for part in dev_list or [])
         train_count = len(train_vectors.queries)
-    adapter = result.adapter
-    adapter.base_model = {
-        "id": embedder.model_id,
-        "query_prefix": embedder.query_prefix,
-        "document_prefix": embedder.document_prefix,
-    }
-    history = [r.__dict__ for r in result.history]
     split_sizes = {
         "train_queries": train_count,
         "dev_queries": dev_count,
         "cv_folds": config.cv_folds if cross_validate else 0,
     }
-    embedding = {
-        "model_calls": store.stats.model_calls - calls_before,
-        "texts_from_store": store.stats.texts_from_store - hits_before,
-    }
-    adapter.config = {
-        "training": config.to_dict() | {"split_by": split_by, "dev_fraction": dev_fraction},
-        "data": {
-            "fingerprint": dataset.fingerprint(),
-            "source": str(data) if not isinstance(data, QADataset) else None,
-            "queries": len(dataset.queries),
-            "passages": len(dataset.corpus),
-            **coverage_record(dataset),  # passage hashes, never text; see evaluation/coverage.py
-        },
+    return _Fitted(result, config, split_note, search_table, split_sizes)
+
+
+def _adapter_record(
+    fitted: _Fitted,
+    split_by: str,
+    dev_fraction: float,
+    data_record: dict[str, Any],
+    embedding: dict[str, int],
+) -> dict[str, Any]:
+    """What ``adapter.json`` records about a training run (``train`` and ``train_vectors``)."""
+    result, config = fitted.result, fitted.config
+    return {
+        "training": config.to_dict()
+        | {"split_by": split_by, "dev_fraction": dev_fraction, "loss_used": result.loss},
+        "data": data_record,
         "decision": result.decision,
         "shipped_identity": result.shipped_identity,
         "best_epoch": result.best_epoch,
@@ -273,30 +344,15 @@ def train(
             "base": result.identity_score,
             "adapted": result.best_score,
         },
-        "history": history,
+        "history": [r.__dict__ for r in result.history],
         "train_seconds": round(result.seconds, 3),
-        "dev_split": split_note,
+        "dev_split": fitted.split_note,
         "blend": result.blend,
-        "search": search_table,
+        "search": fitted.search_table,
         # For the report's run facts: the split actually used, and what embedding cost.
-        "split": split_sizes,
+        "split": fitted.split_sizes,
         "embedding": embedding,
     }
-    if out is not None:
-        save_adapter(adapter, out)
-    return TrainReport(
-        adapter=adapter,
-        out=Path(out) if out is not None else None,
-        decision=result.decision + (f"; {split_note}" if split_note else ""),
-        shipped_identity=result.shipped_identity,
-        best_epoch=result.best_epoch,
-        dev_identity=result.identity_score,
-        dev_best=result.best_score,
-        history=history,
-        seconds=result.seconds,
-        **embedding,
-        **split_sizes,
-    )
 
 
 def evaluate(
@@ -352,14 +408,9 @@ def evaluate(
     vectors = embed_dataset(dataset, embedder, store, progress=progress)
     # With details, the same search also gives each relevant passage's exact rank.
     rank_docs = relevant_rows(vectors) if details else None
-    base = evaluate_retrieval(
-        vectors.queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    base, adapted_queries, adapted, differences = _systems(
+        vectors, adapter, metrics, rank_docs, n_resamples, seed
     )
-    adapted_queries = adapter.transform(vectors.queries)
-    adapted = evaluate_retrieval(
-        adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
-    )
-    differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
     result = EvaluationReport(
         model_id=embedder.model_id,
         adapter=dict(adapter.describe()),
@@ -397,6 +448,27 @@ def evaluate(
     if report is not None:
         result.report_path = str(write_report(result, report))
     return result
+
+
+def _systems(
+    vectors: RetrievalVectors,
+    adapter: Adapter,
+    metrics: tuple[str, ...],
+    rank_docs: list[list[int]] | None,
+    n_resamples: int,
+    seed: int,
+) -> tuple[Any, np.ndarray, Any, list[Difference]]:
+    """Base and adapted retrieval on the same vectors, and their paired comparison (shared by
+    ``evaluate`` and ``evaluate_vectors``): ``(base, adapted queries, adapted, differences)``."""
+    base = evaluate_retrieval(
+        vectors.queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    )
+    adapted_queries = adapter.transform(vectors.queries)
+    adapted = evaluate_retrieval(
+        adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    )
+    differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
+    return base, adapted_queries, adapted, differences
 
 
 def report(

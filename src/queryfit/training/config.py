@@ -8,6 +8,8 @@ from typing import Any
 from queryfit.errors import TrainingError
 
 ADAPTER_KINDS = ("linear", "low_rank", "residual_mlp", "procrustes")
+LOSSES = ("auto", "corpus", "sampled", "in_batch")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -15,7 +17,13 @@ class TrainConfig:
     """Every setting of a training run; stored in ``adapter.json`` so a run can be repeated."""
 
     adapter: str = "linear"  # linear | low_rank | residual_mlp | procrustes (closed form)
-    loss: str = "corpus"  # "corpus": softmax over all passages; "in_batch": MNRL for huge corpora
+    # "corpus": softmax over every passage; "sampled": over shared random negatives plus mined hard
+    # negatives, logQ-corrected; "in_batch": MNRL; "auto": corpus while training queries x
+    # passages <= corpus_softmax_max, else sampled (docs/benchmarks.md, "Scale").
+    loss: str = "auto"
+    corpus_softmax_max: int = 200_000_000
+    # Sampled softmax: uniform random passages shared by a batch (weighted by n_passages / this)...
+    sampled_negatives: int = 4096
     scale: float = 20.0  # inverse temperature on cosine similarities
     lr: float = 3e-4
     optimizer: str = "adam"  # "adam" or "adamw"
@@ -39,8 +47,9 @@ class TrainConfig:
     # Blend alpha*adapted + (1-alpha)*base, alpha chosen on dev from blend_grid (1.0 = no blend).
     blend: bool = True
     blend_grid: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    # Extra negatives per query for the in_batch loss, mined with the base model.
-    hard_negatives: int = 0
+    # Negatives per query mined with the base model: for in_batch (default 0) and sampled
+    # (default 32); None takes the loss's default.
+    hard_negatives: int | None = None
     # Passages this similar (cosine) to a relevant one are never negatives, in either loss.
     duplicate_threshold: float = 0.95
     # Label smoothing of the corpus softmax (0 = off).
@@ -50,6 +59,17 @@ class TrainConfig:
     # dev split above that, or with cv_folds < 2. Used by ``queryfit train``'s default split.
     cv_folds: int = 3
     cv_max_queries: int = 5000
+    # Dev queries scored after each epoch at most (a bounded sample of the dev split when the data
+    # is large: each scoring searches every passage). Used by ``queryfit train``'s default split.
+    dev_max_queries: int = 2000
+    # Where torch trains: "auto" is CUDA when torch sees a GPU, else the CPU.
+    device: str = "auto"
+
+    def hard_negatives_for(self, loss: str) -> int:
+        """Mined negatives per query for ``loss`` (the field, or that loss's default)."""
+        if self.hard_negatives is not None:
+            return self.hard_negatives
+        return 32 if loss == "sampled" else 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -57,11 +77,23 @@ class TrainConfig:
         return out
 
     def validate(self) -> None:
-        if self.loss not in ("corpus", "in_batch"):
-            raise TrainingError(f"unknown loss {self.loss!r}; choose corpus or in_batch")
+        if self.loss not in LOSSES:
+            raise TrainingError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        if self.device not in DEVICES:
+            raise TrainingError(
+                f"unknown device {self.device!r} (--device); choose one of: {', '.join(DEVICES)}"
+            )
         if self.optimizer not in ("adam", "adamw"):
             raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose adam or adamw")
-        for name in ("lr", "scale", "batch_size", "max_epochs"):
+        for name in (
+            "lr",
+            "scale",
+            "batch_size",
+            "max_epochs",
+            "sampled_negatives",
+            "corpus_softmax_max",
+            "dev_max_queries",
+        ):
             if getattr(self, name) <= 0:
                 raise TrainingError(f"{name} must be positive, got {getattr(self, name)}")
         if self.adapter not in ADAPTER_KINDS:
@@ -78,7 +110,7 @@ class TrainConfig:
             raise TrainingError(
                 f"cv_folds (--cv-folds) must be >= 0 (0: one dev split), got {self.cv_folds}"
             )
-        if self.hard_negatives < 0:
+        if self.hard_negatives is not None and self.hard_negatives < 0:
             raise TrainingError(f"hard_negatives must be >= 0, got {self.hard_negatives}")
         if not self.blend_grid or any(not 0.0 < a <= 1.0 for a in self.blend_grid):
             raise TrainingError(f"blend_grid values must lie in (0, 1], got {self.blend_grid}")
