@@ -346,6 +346,7 @@ def _adapter_record(
         },
         "history": [r.__dict__ for r in result.history],
         "train_seconds": round(result.seconds, 3),
+        "train_stages": result.stages,  # seconds per stage (training/trainer.py)
         "dev_split": fitted.split_note,
         "blend": result.blend,
         "search": fitted.search_table,

@@ -31,6 +31,12 @@ BaseUrlOpt = typer.Option(
 DimensionsOpt = typer.Option(
     None, "--dimensions", help="Ask an API model for shorter vectors (e.g. 256); own store key."
 )
+DeviceOpt = typer.Option(
+    DEFAULTS.device,
+    "--device",
+    help="auto (CUDA when torch sees a GPU), cpu or cuda: where the local sentence-transformers "
+    "model runs, and training (train).",
+)
 ApiKeyOpt = typer.Option(
     None,
     "--api-key",

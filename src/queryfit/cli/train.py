@@ -13,6 +13,7 @@ from queryfit.cli.options import (
     ApiKeyOpt,
     BaseUrlOpt,
     DataOpt,
+    DeviceOpt,
     DimensionsOpt,
     JsonOpt,
     ModelOpt,
@@ -32,6 +33,7 @@ def embed(
     base_url: str = BaseUrlOpt,
     dimensions: int = DimensionsOpt,
     api_key: str = ApiKeyOpt,
+    device: str = DeviceOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -43,7 +45,9 @@ def embed(
     from queryfit import api
     from queryfit.cli.model_options import resolve_model
 
-    model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
+    model = resolve_model(
+        model, base_url=base_url, dimensions=dimensions, api_key=api_key, device=device
+    )
     report = api.embed(data, model=model, store=store, progress=not (quiet or as_json))
     if as_json:
         return emit_json(report.to_dict())
@@ -61,7 +65,11 @@ def train(
     adapter_out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write."),
     model: str = ModelOpt,
     adapter: str = typer.Option(DEFAULTS.adapter, help="linear, low_rank or residual_mlp."),
-    loss: str = typer.Option(DEFAULTS.loss, help="corpus (all passages as negatives) or in_batch."),
+    loss: str = typer.Option(
+        DEFAULTS.loss,
+        help="auto (corpus while affordable, else sampled), corpus (every passage a negative), "
+        "sampled (shared random + mined hard negatives, logQ-corrected) or in_batch.",
+    ),
     epochs: int = typer.Option(None, help="Fixed epoch count [default: chosen on dev]."),
     max_epochs: int = typer.Option(
         DEFAULTS.max_epochs, help="Upper bound when dev chooses epochs."
@@ -89,6 +97,7 @@ def train(
     base_url: str = BaseUrlOpt,
     dimensions: int = DimensionsOpt,
     api_key: str = ApiKeyOpt,
+    device: str = DeviceOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -100,7 +109,9 @@ def train(
     from queryfit import api
     from queryfit.cli.model_options import resolve_model
 
-    model = resolve_model(model, base_url=base_url, dimensions=dimensions, api_key=api_key)
+    model = resolve_model(
+        model, base_url=base_url, dimensions=dimensions, api_key=api_key, device=device
+    )
 
     config = TrainConfig(
         adapter=adapter,
@@ -114,6 +125,7 @@ def train(
         batch_size=batch_size,
         cv_folds=cv_folds,
         seed=seed,
+        device=device,
     )
     report = api.train(
         data,
@@ -151,6 +163,7 @@ def evaluate(
     base_url: str = BaseUrlOpt,
     dimensions: int = DimensionsOpt,
     api_key: str = ApiKeyOpt,
+    device: str = DeviceOpt,
     store: Path = StoreOpt,
     html_report: Path = ReportOpt,
     as_json: bool = JsonOpt,
@@ -164,7 +177,12 @@ def evaluate(
     from queryfit.cli.model_options import resolve_model
 
     model = resolve_model(
-        model, base_url=base_url, dimensions=dimensions, api_key=api_key, adapter=adapter
+        model,
+        base_url=base_url,
+        dimensions=dimensions,
+        api_key=api_key,
+        adapter=adapter,
+        device=device,
     )
 
     report = api.evaluate(

@@ -83,6 +83,14 @@ class TrainConfig:
             raise TrainingError(
                 f"unknown device {self.device!r} (--device); choose one of: {', '.join(DEVICES)}"
             )
+        if self.device == "cuda":  # fail before minutes of embedding, not after
+            import torch
+
+            if not torch.cuda.is_available():
+                raise TrainingError(
+                    "device cuda (--device): torch sees no CUDA GPU on this machine; use "
+                    "--device cpu or auto"
+                )
         if self.optimizer not in ("adam", "adamw"):
             raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose adam or adamw")
         for name in (

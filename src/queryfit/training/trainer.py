@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,8 @@ class FitResult:
     blend: float = 1.0
     blend_scores: dict[float, float] = field(default_factory=dict)
     loss: str = "corpus"  # the loss actually used ("auto" resolved)
+    # Seconds per stage (passages to device, near-duplicates, mining, epochs, dev scoring, refit).
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[EpochRecord], None]
@@ -145,6 +148,7 @@ def fit_adapter(
             decision + (f"; {note}" if note else ""),
             config,
             loss=run.loss_name,
+            stages=corpus.rounded_stages(),
         )
     runs = [_Run(train, config, parts, corpus)]
     return _fit_runs(runs, config, refit_on, on_epoch, start, corpus=corpus)
@@ -215,9 +219,12 @@ def _fit_runs(
     patience = None if config.epochs is not None else config.patience
     history: list[EpochRecord] = []
     best, states, stale = None, None, 0
+    stages = runs[0].stages
     for epoch in range(epochs + 1):
-        losses = [run.epoch() for run in runs] if epoch > 0 else None
-        dev_loss, per_query = _pooled([run.score() for run in runs])
+        with _timed(stages, "epochs"):
+            losses = [run.epoch() for run in runs] if epoch > 0 else None
+        with _timed(stages, "dev scoring"):
+            dev_loss, per_query = _pooled([run.score() for run in runs])
         if epoch == 0:
             identity_per_query = per_query
         dev_score = float(per_query.mean())
@@ -236,7 +243,8 @@ def _fit_runs(
     identity_score = history[0].dev_score
     metric = config.select_metric
     alphas = sorted(set(config.blend_grid) | {1.0}) if config.blend and best.epoch > 0 else [1.0]
-    blended = {a: _pooled([run.score(a) for run in runs])[1] for a in alphas}
+    with _timed(stages, "dev scoring"):
+        blended = {a: _pooled([run.score(a) for run in runs])[1] for a in alphas}
     blend_scores = {a: float(v.mean()) for a, v in blended.items()}
     alpha = max(blend_scores, key=lambda a: (blend_scores[a], -a))
     best_score = blend_scores[alpha]
@@ -261,6 +269,7 @@ def _fit_runs(
             1.0,
             blend_scores,
             loss_name,
+            _rounded(stages),
         )
 
     decision = f"{dev_name} {metric} {identity_score:.4f} -> {best_score:.4f} at epoch {best.epoch}"
@@ -277,7 +286,8 @@ def _fit_runs(
             )
         else:
             shared = corpus if corpus is not None and refit_on.docs is corpus.array else None
-            module = _train(refit_on, config, best.epoch, corpus=shared)[0].module
+            run = _train(refit_on, config, best.epoch, corpus=shared, stage="refit")[0]
+            module = run.module
             decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
     if note:
         decision += f"; {note}"
@@ -294,7 +304,22 @@ def _fit_runs(
         alpha,
         blend_scores,
         loss_name,
+        _rounded(stages),
     )
+
+
+@contextmanager
+def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds of the ``with`` body to ``stages[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
+
+
+def _rounded(stages: dict[str, float]) -> dict[str, float]:
+    return {name: round(seconds, 3) for name, seconds in stages.items()}
 
 
 def _pooled(scores: list[tuple[float, np.ndarray]]) -> tuple[float, np.ndarray]:
@@ -339,17 +364,29 @@ class _Corpus:
         self.array = docs
         self.config = config
         self.device = resolve_device(config.device)
-        self.tensor = _normalised(docs, self.device)
+        self.stages: dict[str, float] = {}
+        with _timed(self.stages, "passages to device"):
+            self.tensor = _normalised(docs, self.device)
         self._close: dict[int, np.ndarray] = {}  # relevant passage -> its near-duplicates
 
     def near_duplicates(self, relevant: Sequence[dict[int, float]]) -> list[np.ndarray]:
         """Per query, the near-duplicates of its relevant passages (see negatives.py)."""
-        return near_duplicate_rows(
-            self.array, relevant, self.config.duplicate_threshold, cache=self._close
-        )
+        with _timed(self.stages, "near-duplicates"):
+            return near_duplicate_rows(
+                self.array, relevant, self.config.duplicate_threshold, cache=self._close
+            )
 
     def mine(self, queries: np.ndarray, relevant: Sequence[dict[int, float]], k: int) -> np.ndarray:
         """``k`` hard negatives per query for the sampled softmax (see mining.py)."""
+        with _timed(self.stages, "mining"):
+            return self._mine(queries, relevant, k)
+
+    def rounded_stages(self) -> dict[str, float]:
+        return _rounded(self.stages)
+
+    def _mine(
+        self, queries: np.ndarray, relevant: Sequence[dict[int, float]], k: int
+    ) -> np.ndarray:
         from queryfit.training import mining
 
         positives = [np.asarray(positive_rows(rel), dtype=np.int64) for rel in relevant]
@@ -439,6 +476,7 @@ class _Run:
         self.generator = torch.Generator().manual_seed(config.seed)
         corpus = corpus if corpus is not None else _Corpus(data.docs, config)
         self.device = corpus.device
+        self.stages = corpus.stages
         self.module = build_module(
             config.adapter,
             data.dim,
@@ -470,9 +508,10 @@ class _Run:
         hard = config.hard_negatives_for(self.loss_name)
         mined = None
         if self.loss_name == "in_batch" and hard > 0:
-            mined = mine_hard_negatives(
-                data.queries, data.docs, data.relevant, hard, near_duplicates=duplicates
-            )
+            with _timed(self.stages, "mining"):
+                mined = mine_hard_negatives(
+                    data.queries, data.docs, data.relevant, hard, near_duplicates=duplicates
+                )
         elif self.loss_name == "sampled" and hard > 0:
             mined = corpus.mine(data.queries, data.relevant, hard)
         if mined is not None:
@@ -662,12 +701,16 @@ def _train(
     *,
     on_epoch: ProgressFn | None = None,
     corpus: _Corpus | None = None,
+    stage: str = "epochs",
 ) -> tuple[_Run, list[EpochRecord]]:
-    """Run ``epochs`` epochs from the identity with nothing to score (no dev, or the refit)."""
+    """Run ``epochs`` epochs from the identity with nothing to score (no dev, or the refit);
+    their seconds count under ``stage``."""
     run = _Run(data, config, corpus=corpus)
     history = [EpochRecord(0, None, None, None)]
     for epoch in range(1, epochs + 1):
-        history.append(EpochRecord(epoch, run.epoch(), None, None))
+        with _timed(run.stages, stage):
+            loss = run.epoch()
+        history.append(EpochRecord(epoch, loss, None, None))
         if on_epoch is not None:
             on_epoch(history[-1])
     return run, history
