@@ -340,18 +340,23 @@ def _paired_gain(adapted: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     return float(diff.mean()), noise
 
 
+def _as_tensor(x: np.ndarray) -> torch.Tensor:
+    """A float32 tensor sharing ``x``'s memory when it is a writable float32 array, else a copy
+    (torch cannot share read-only memory such as a memory-mapped ``.npy``)."""
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
 def _normalised(docs: np.ndarray, device: torch.device) -> torch.Tensor:
     """Unit-length float32 passages on ``device``; a large or memory-mapped corpus is converted a
     block at a time (never a second whole copy besides the result)."""
     if len(docs) <= DOC_BLOCK_ROWS:
-        whole = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32))
+        whole = _as_tensor(docs)
         return torch.nn.functional.normalize(whole, dim=-1).to(device)
     out = torch.empty(docs.shape, dtype=torch.float32, device=device)
     for start in range(0, len(docs), DOC_BLOCK_ROWS):
-        block = np.ascontiguousarray(docs[start : start + DOC_BLOCK_ROWS], dtype=np.float32)
-        out[start : start + len(block)] = torch.nn.functional.normalize(
-            torch.from_numpy(block).to(device), dim=-1
-        )
+        block = _as_tensor(docs[start : start + DOC_BLOCK_ROWS])
+        out[start : start + len(block)] = torch.nn.functional.normalize(block.to(device), dim=-1)
     return out
 
 
@@ -393,7 +398,7 @@ class _Corpus:
         threshold = self.config.duplicate_threshold
         if self.device.type != "cpu":  # exact search on the accelerator is cheap
             depth = min(len(self.array), k + max(map(len, positives)) + mining.OVERFETCH)
-            q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
+            q = _as_tensor(queries).to(self.device)
             candidates, _ = _blocked_search(
                 torch.nn.functional.normalize(q, dim=-1), self.tensor, depth
             )
@@ -490,9 +495,7 @@ class _Run:
         )
         self.n_docs = len(data.docs)
         self.loss_name = resolve_loss(config, len(data.queries), self.n_docs)
-        self.queries = torch.from_numpy(np.ascontiguousarray(data.queries, dtype=np.float32)).to(
-            self.device
-        )
+        self.queries = _as_tensor(data.queries).to(self.device)
         self.docs = corpus.tensor
         self.positives = _Positives(data.relevant)
         self.first_positive = torch.from_numpy(self.positives.first).to(self.device)
@@ -624,9 +627,7 @@ class _DevPart:
                 t.to(self.device) if t is not None else None for t in _tensors(part)
             )
             return
-        self.queries = torch.from_numpy(np.ascontiguousarray(part.queries, dtype=np.float32)).to(
-            self.device
-        )
+        self.queries = _as_tensor(part.queries).to(self.device)
         self.docs = (
             corpus.tensor if part.docs is corpus.array else _normalised(part.docs, self.device)
         )
@@ -720,10 +721,8 @@ def _tensors(data: RetrievalVectors) -> tuple[torch.Tensor, ...]:
     """Queries, normalised passages, a relevance mask, one positive per query (the highest
     graded), and the grades when they are not all equal (else ``None``). Dense: for small dev
     parts only (the trainer keeps training relevance as lists, :class:`_Positives`)."""
-    queries = torch.from_numpy(np.ascontiguousarray(data.queries, dtype=np.float32))
-    docs = torch.nn.functional.normalize(
-        torch.from_numpy(np.ascontiguousarray(data.docs, dtype=np.float32)), dim=-1
-    )
+    queries = _as_tensor(data.queries)
+    docs = torch.nn.functional.normalize(_as_tensor(data.docs), dim=-1)
     positives = torch.zeros(len(queries), len(docs), dtype=torch.bool)
     first = torch.zeros(len(queries), dtype=torch.long)
     for i, rel in enumerate(data.relevant):
