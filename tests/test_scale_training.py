@@ -249,3 +249,12 @@ def test_cuda_gives_the_cpu_decision_and_metrics(loss):
     assert cuda.best_score == pytest.approx(cpu.best_score, abs=1e-3)
     for a, b in zip(cpu.history, cuda.history, strict=True):
         assert b.dev_score == pytest.approx(a.dev_score, abs=1e-3)
+
+
+def test_drawn_among_marks_every_copy_of_a_listed_passage():
+    gen = torch.Generator().manual_seed(3)
+    drawn = torch.randint(20, (64,), generator=gen)  # many repeats
+    rows = torch.randint(20, (5, 4), generator=gen)
+    valid = torch.rand(5, 4, generator=gen) > 0.3
+    expected = ((drawn[None, None, :] == rows[:, :, None]) & valid[:, :, None]).any(1)
+    assert torch.equal(trainer._drawn_among(drawn, rows, valid), expected)

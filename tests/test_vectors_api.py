@@ -67,7 +67,7 @@ def test_train_vectors_is_the_train_code_path(data):
     bounded = TrainConfig(max_epochs=3, lr=3e-3, dev_max_queries=20, cv_max_queries=10)
     report = queryfit.train_vectors(v.queries, v.docs, v.relevant, config=bounded)
     assert report.dev_queries == 20 and report.train_queries == 280
-    assert "a bounded sample (dev_max_queries 20)" in report.decision
+    assert "a bounded sample (dev_max_queries 20," in report.decision
     assert "cross-validation is used up to 10 queries" in report.decision
 
 

@@ -250,7 +250,7 @@ def _fit(
     ``dataset`` is needed only for ``split_by`` query or passage (:func:`split_dataset`).
     """
     from queryfit.training import fit_adapter
-    from queryfit.training.scale import cross_validation_refusal
+    from queryfit.training.scale import cross_validation_refusal, max_dev_queries
 
     dev_vectors: list[RetrievalVectors] | RetrievalVectors | None = None
     train_vectors = vectors
@@ -276,13 +276,16 @@ def _fit(
             dev_fraction,
             config.seed,
             duplicate_of=duplicate_groups(vectors.queries),
-            max_dev=config.dev_max_queries,
+            max_dev=max_dev_queries(config, len(vectors.docs)),
         )
         train_vectors = vectors.select(split.train_rows)
         dev_vectors = dev_parts(vectors, split.dev_rows, split.train_rows)
         split_note = split.describe()
-        if round(dev_fraction * len(vectors.queries)) > config.dev_max_queries:
-            split_note += f", a bounded sample (dev_max_queries {config.dev_max_queries:,})"
+        if round(dev_fraction * len(vectors.queries)) > max_dev_queries(config, len(vectors.docs)):
+            split_note += (
+                f", a bounded sample (dev_max_queries {config.dev_max_queries:,}, "
+                f"dev_max_scores {config.dev_max_scores:,})"
+            )
         if refusal is not None and config.cv_folds >= 2 and config.adapter != "procrustes":
             split_note += f"; {refusal}"
     elif dev_fraction > 0 and split_by != "coverage":

@@ -23,7 +23,7 @@ class TrainConfig:
     loss: str = "auto"
     corpus_softmax_max: int = 200_000_000
     # Sampled softmax: uniform random passages shared by a batch (weighted by n_passages / this)...
-    sampled_negatives: int = 4096
+    sampled_negatives: int = 1024
     scale: float = 20.0  # inverse temperature on cosine similarities
     lr: float = 3e-4
     optimizer: str = "adam"  # "adam" or "adamw"
@@ -33,6 +33,8 @@ class TrainConfig:
     max_epochs: int = 50
     epochs: int | None = None  # fixed epoch count; None lets the dev split choose
     patience: int = 5  # epochs without dev improvement before stopping
+    # ...with the sampled softmax: its epochs (over 10,000s of pairs) are thousands of steps each.
+    scale_patience: int = 2
     select_metric: str = "ndcg@10"
     min_improvement: float = 0.0  # dev gain over the identity required to ship the adapter
     # ...and the gain must exceed gate_z standard errors of the paired per-query dev gain.
@@ -60,8 +62,10 @@ class TrainConfig:
     cv_folds: int = 3
     cv_max_queries: int = 5000
     # Dev queries scored after each epoch at most (a bounded sample of the dev split when the data
-    # is large: each scoring searches every passage). Used by ``queryfit train``'s default split.
+    # is large: each scoring searches every passage), and at most dev_max_scores // passages of
+    # them (1,000 at 1M passages). Used by ``queryfit train``'s default split.
     dev_max_queries: int = 2000
+    dev_max_scores: int = 1_000_000_000
     # Where torch trains: "auto" is CUDA when torch sees a GPU, else the CPU.
     device: str = "auto"
 
@@ -101,6 +105,8 @@ class TrainConfig:
             "sampled_negatives",
             "corpus_softmax_max",
             "dev_max_queries",
+            "dev_max_scores",
+            "scale_patience",
         ):
             if getattr(self, name) <= 0:
                 raise TrainingError(f"{name} must be positive, got {getattr(self, name)}")

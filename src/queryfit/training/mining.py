@@ -26,11 +26,10 @@ EXACT_MINING_MAX_SCORES = 2_000_000_000
 #: Extra candidates fetched per query beyond k, to make up for the relevant passages and
 #: near-duplicates that the filter removes.
 OVERFETCH = 16
-#: Passages per IVF cell on average (nlist = n_passages / this, within the bounds below), and the
-#: share of cells each query scans (nprobe = nlist * this, at least MIN_NPROBE).
+#: Passages per IVF cell on average (nlist = n_passages / this, within [16, 4096]); each query
+#: scans its NPROBE nearest cells and the cells of its relevant passages.
 PASSAGES_PER_CELL = 1024
-PROBE_SHARE = 1 / 32
-MIN_NPROBE = 8
+NPROBE = 4
 _INSTALL_HINT = "pip install 'queryfit[scale]'"
 
 
@@ -51,31 +50,93 @@ def exact_candidates(queries: np.ndarray, docs: np.ndarray, depth: int) -> np.nd
 
 
 class IVFIndex:
-    """A FAISS IVF-Flat index over normalised passages, for cosine candidates at scale."""
+    """An inverted-file index over unit-length passages (``docs`` must be normalised), searched
+    cell by cell.
+
+    FAISS clusters the passages (spherical k-means on a sample) and assigns each to its nearest
+    centre. A query scans its ``nprobe`` nearest cells *and the cells holding its relevant
+    passages*: a query's confusers are mostly its answer's neighbours, which its own nearest
+    centres can miss when a cell mixes unrelated topics (on the benchmark's clusters, its own
+    8 nearest of 244 cells found a third of the exact hard negatives). Unlike FAISS's own IVF
+    search, which scans cells one query at a time (memory-bound: 4.6 ms per query at 1M
+    passages, 7.6 minutes for 100,000 queries on 2 busy cores, measured), the scan here is
+    cell-major: every query probing a cell is scored against it at once (one matrix product
+    and a top-k in torch; 4x faster than ``faiss.knn`` at these shapes, measured), each cell
+    read once per block of queries. Cells hold row numbers into ``docs``; the passages are not
+    copied.
+    """
 
     def __init__(self, docs: np.ndarray, seed: int = 0, block: int = 65_536) -> None:
         faiss = _faiss()
         n, dim = docs.shape
-        self.nlist = int(min(max(16, n // PASSAGES_PER_CELL), 16_384))
-        self.nprobe = int(min(self.nlist, max(MIN_NPROBE, round(self.nlist * PROBE_SHARE))))
-        quantizer = faiss.IndexFlatIP(dim)
-        self.index = faiss.IndexIVFFlat(quantizer, dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
-        # k-means on a sample: 64 points per cell is plenty for the cell centres (FAISS's own
-        # default caps at 256) and keeps training to seconds.
+        self.docs = docs
+        self.nlist = int(min(max(16, n // PASSAGES_PER_CELL), 4096, max(1, n // 39)))
+        self.nprobe = int(min(self.nlist, NPROBE))
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=min(n, 64 * self.nlist), replace=False))
-        self.index.train(_unit32(docs[sample]))
+        kmeans = faiss.Kmeans(dim, self.nlist, niter=10, seed=seed, spherical=True)
+        kmeans.train(_unit32(docs[sample]))
+        self.quantizer = faiss.IndexFlatIP(dim)
+        self.quantizer.add(kmeans.centroids)
+        self.cell = np.empty(n, dtype=np.int64)
         for start in range(0, n, block):
-            self.index.add(_unit32(docs[start : start + block]))
-        self.index.nprobe = self.nprobe
+            self.cell[start : start + block] = self.quantizer.search(
+                _unit32(docs[start : start + block]), 1
+            )[1][:, 0]
+        self.rows = np.argsort(self.cell, kind="stable")  # passage rows grouped by cell
+        self.offsets = np.searchsorted(self.cell[self.rows], np.arange(self.nlist + 1))
 
-    def candidates(self, queries: np.ndarray, depth: int, block: int = 8192) -> np.ndarray:
+    def candidates(
+        self,
+        queries: np.ndarray,
+        depth: int,
+        positives: Sequence[np.ndarray] | None = None,
+        block: int = 131_072,
+    ) -> np.ndarray:
+        """The best ``depth`` passages per query among the cells it scans (-1 pads), best
+        first; ``positives`` (relevant rows per query) adds their cells to the scan."""
+        import torch
+
+        from queryfit.evaluation.retrieval import _decode, _keys
+
+        width = max((len(p) for p in positives), default=0) if positives is not None else 0
         out = np.empty((len(queries), depth), dtype=np.int64)
         for start in range(0, len(queries), block):
-            out[start : start + block] = self.index.search(
-                _unit32(queries[start : start + block]), depth
-            )[1]
+            q = _unit32(queries[start : start + block])
+            probes = self.quantizer.search(q, self.nprobe)[1]  # [m, nprobe]
+            if width:
+                extra = np.full((len(q), width), -1, dtype=np.int64)
+                for i in range(len(q)):
+                    rows = positives[start + i]
+                    extra[i, : len(rows)] = self.cell[rows]
+                probes = _unique_per_row(np.concatenate([probes, extra], axis=1))
+            n_probe = probes.shape[1]
+            table = np.full((len(q), n_probe * depth), np.iinfo(np.uint64).max, np.uint64)
+            flat = np.argsort(probes, axis=None, kind="stable")
+            cells = probes.reshape(-1)[flat]
+            bounds = np.searchsorted(cells, np.arange(self.nlist + 1))
+            for c in np.flatnonzero(bounds[1:] > bounds[:-1]):
+                who, slot = np.divmod(flat[bounds[c] : bounds[c + 1]], n_probe)
+                members = self.rows[self.offsets[c] : self.offsets[c + 1]]
+                kk = min(depth, len(members))
+                if kk == 0:
+                    continue
+                cell_docs = torch.from_numpy(np.ascontiguousarray(self.docs[members], np.float32))
+                top = torch.topk(torch.from_numpy(q[who]) @ cell_docs.T, kk, dim=1)
+                scores, local = top.values.numpy(), top.indices.numpy()
+                columns = slot[:, None] * depth + np.arange(kk)[None, :]
+                table[who[:, None], columns] = _keys(scores, members[local])
+            best = np.sort(np.partition(table, depth - 1, axis=1)[:, :depth], axis=1)
+            out[start : start + len(q)] = _decode(best)[0]
         return out
+
+
+def _unique_per_row(cells: np.ndarray) -> np.ndarray:
+    """Each row's cells with repeats (and the -1 padding) replaced by -1."""
+    ordered = np.sort(cells, axis=1)
+    repeat = np.zeros_like(ordered, dtype=bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    return np.where(repeat | (ordered < 0), -1, ordered)
 
 
 def _unit32(x: np.ndarray) -> np.ndarray:
@@ -146,7 +207,7 @@ def mine_negatives(
     if method == "exact":
         cand = exact_candidates(queries, docs, depth)
     else:
-        cand = (index or IVFIndex(docs)).candidates(queries, depth)
+        cand = (index or IVFIndex(docs)).candidates(queries, depth, positives)
     return filter_candidates(cand, docs, positives, k, duplicate_threshold)
 
 

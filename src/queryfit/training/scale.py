@@ -7,7 +7,9 @@ Three choices change with size, each measured on 2 CPU cores (docs/benchmarks.md
   negatives plus mined hard negatives, logQ-corrected; see :mod:`queryfit.training.losses`);
 * cross-validation: every query is scored as dev against every passage each epoch, so it is used
   only while that is as cheap as a corpus-softmax epoch, and up to ``config.cv_max_queries``;
-* the dev sample: at most ``config.dev_max_queries`` dev queries, each searched exactly.
+* the dev sample: at most ``config.dev_max_queries`` dev queries and ``config.dev_max_scores``
+  query x passage scores per scoring, each query searched exactly;
+* patience: ``config.scale_patience`` epochs with the sampled softmax, whose epochs are long.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def cross_validation_refusal(config: TrainConfig, n_queries: int, n_docs: int) -
     return None
 
 
-def dev_size(config: TrainConfig, n_queries: int, dev_fraction: float) -> int:
-    """Dev queries to hold out: ``dev_fraction`` of them, at most ``config.dev_max_queries``."""
-    return max(1, min(round(dev_fraction * n_queries), config.dev_max_queries))
+#: The dev sample never shrinks below this many queries for the passage count's sake (its
+#: standard error would swamp the gains the gate looks for).
+MIN_DEV_QUERIES = 200
+
+
+def max_dev_queries(config: TrainConfig, n_docs: int) -> int:
+    """The most dev queries scored: ``dev_max_queries``, and no more than ``dev_max_scores``
+    query x passage scores per scoring (at least :data:`MIN_DEV_QUERIES`)."""
+    by_work = max(MIN_DEV_QUERIES, config.dev_max_scores // max(n_docs, 1))
+    return min(config.dev_max_queries, by_work)
