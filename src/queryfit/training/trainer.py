@@ -460,8 +460,10 @@ class _Positives:
 def _rows_mask(lists: Sequence[np.ndarray], batch: np.ndarray, n_docs: int) -> torch.Tensor:
     """A [B, n_docs] mask with True at each batch query's listed passage rows."""
     mask = torch.zeros(len(batch), n_docs, dtype=torch.bool)
-    for i, q in enumerate(batch):
-        mask[i, lists[q]] = True
+    chosen = [lists[q] for q in batch]
+    cols = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+    rows = np.repeat(np.arange(len(batch)), [len(c) for c in chosen])
+    mask[torch.from_numpy(rows), torch.from_numpy(cols.astype(np.int64))] = True
     return mask
 
 
