@@ -169,6 +169,35 @@ def worker_evaluate(folder: Path, adapter: Path) -> dict:
     }
 
 
+def worker_loss_costs(folder: Path) -> dict:
+    """Seconds per epoch of the corpus and the sampled softmax at several queries x passages
+    (one dev-free epoch each, after a warm-up step): what ``corpus_softmax_max`` is chosen from."""
+    import torch
+
+    from queryfit.training import TrainConfig
+    from queryfit.training.trainer import _Run
+    from queryfit.vectors import RetrievalVectors
+
+    queries, docs, relevant = load(folder, "train")
+    out = []
+    for n_queries, n_docs in ((1000, 10_000), (2000, 50_000), (2000, 100_000), (8000, 100_000)):
+        keep = [i for i, r in enumerate(relevant) if r[0] < n_docs][:n_queries]
+        data = RetrievalVectors(
+            np.asarray(queries[keep]),
+            np.asarray(docs[:n_docs]),
+            [{relevant[i][0]: 1.0} for i in keep],
+        )
+        row = {"queries": len(keep), "passages": n_docs, "scores": len(keep) * n_docs}
+        for loss in ("corpus", "sampled"):
+            torch.set_num_threads(1 if data.docs.size < 20_000_000 else torch.get_num_threads())
+            run = _Run(data, TrainConfig(loss=loss))
+            start = time.perf_counter()
+            run.epoch()
+            row[f"{loss}_epoch_seconds"] = time.perf_counter() - start
+        out.append(row)
+    return {"loss_costs": out}
+
+
 def worker_mining(folder: Path, sample: int) -> dict:
     from queryfit.training import mining
 
@@ -271,9 +300,17 @@ def main() -> int:
     parser.add_argument("--dir", default="/tmp/queryfit-scale")
     parser.add_argument("--pairs-sweep", action="store_true", help="100k passages, 3 pair counts")
     parser.add_argument("--no-store", action="store_true")
+    parser.add_argument(
+        "--loss-costs", action="store_true", help="epoch seconds, corpus vs sampled softmax"
+    )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--show", help="print the report of a saved results.json and stop")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.show:
+        saved = json.loads(Path(args.show).read_text())
+        report(saved.pop("rows"), saved)
+        return 0
     if args.worker:
         kind, folder, *rest = args.worker
         folder = Path(folder)
@@ -284,13 +321,15 @@ def main() -> int:
             out = worker_evaluate(folder, Path(rest[0]))
         elif kind == "mining":
             out = worker_mining(folder, int(rest[0]))
+        elif kind == "loss-costs":
+            out = worker_loss_costs(folder)
         else:
             out = worker_store(folder, Path(rest[0]), int(rest[1]))
         print(json.dumps(out, default=float))
         return 0
 
     root = Path(args.dir)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]  # "" with --pairs-sweep: the sweep only
     rows: list[dict] = []
     extra: dict = {}
     for n_docs in sizes:
@@ -309,12 +348,12 @@ def main() -> int:
             key = "" if loss == "auto" else "corpus_"
             row[f"{key}train"], row[f"{key}evaluate"] = train, evaluation
         rows.append(row)
-    largest = sizes[-1]
+    largest = sizes[-1] if sizes else 0
     folder = root / str(largest)
-    if largest >= 1_000_000 or len(sizes) == 1:
+    if sizes and (largest >= 1_000_000 or len(sizes) == 1):
         extra["mining"] = run_worker("mining", str(folder), "500")
         print(f"[{largest:,}] mining recall {extra['mining']['recall']:.3f}", file=sys.stderr)
-    if not args.no_store:
+    if sizes and not args.no_store:
         extra["store"] = run_worker("store", str(folder), str(root / "store.sqlite"), "4096")
         (root / "store.sqlite").unlink(missing_ok=True)
         print(
@@ -327,8 +366,11 @@ def main() -> int:
             | {"pairs": p}
             for p in (2_500, 10_000)
         ]
+    if args.loss_costs:
+        extra |= run_worker("loss-costs", str(generate(100_000, root)))
     result = {"rows": rows, **extra}
-    (root / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    name = "results.json" if sizes else "results-extra.json"
+    (root / name).write_text(json.dumps(result, indent=2, default=float))
     if args.json:
         print(json.dumps(result, indent=2, default=float))
         return 0
@@ -337,6 +379,39 @@ def main() -> int:
 
 
 def report(rows: list[dict], extra: dict) -> None:
+    if rows:
+        report_sizes(rows, extra)
+    if "pairs_sweep" in extra:
+        print("\nwith the pairs, at 100,000 passages (train seconds by stage):")
+        for run in extra["pairs_sweep"]:
+            stages = ", ".join(f"{k} {v:.1f}s" for k, v in run["stages"].items())
+            print(f"  {run['pairs']:>7,} pairs: {run['seconds']:.0f}s ({stages})")
+    if "loss_costs" in extra:
+        print("\nseconds per training epoch (no dev scoring), corpus vs sampled softmax:")
+        for row in extra["loss_costs"]:
+            print(
+                f"  {row['queries']:>6,} queries x {row['passages']:>7,} passages "
+                f"({row['scores']:.1e} scores): corpus {row['corpus_epoch_seconds']:6.1f}s, "
+                f"sampled {row['sampled_epoch_seconds']:5.1f}s"
+            )
+    if "mining" in extra:
+        m = extra["mining"]
+        print(
+            f"\nmining recall (IVF, {m['nlist']} cells, {m['nprobe']} nearest + the relevant "
+            f"passages' cells) vs exact: {m['recall']:.3f} of the exact top-32 hard negatives on "
+            f"{m['sample']} queries (index built in {m['index_seconds']:.0f}s)"
+        )
+    if "store" in extra:
+        s = extra["store"]
+        print(
+            f"store: {s['vectors']:,} vectors written in {s['write_batches']:,} batches in "
+            f"{s['write_seconds']:.0f}s, read back in {s['read_seconds']:.1f}s "
+            f"({s['read_per_second']:,.0f}/s, goal >= 300,000/s), "
+            f"{s['bytes_on_disk'] / 2**30:.2f} GiB on disk ({s['bytes_per_vector']:.0f} B/vector)"
+        )
+
+
+def report_sizes(rows: list[dict], extra: dict) -> None:
     print(
         f"{'passages':>10} {'pairs':>7} {'test':>6} {'loss':>8} {'train s':>8} {'RSS GiB':>8} "
         f"{'eval s':>7} {'RSS GiB':>8} {'total s':>8} {'base':>6} {'adapted':>8} {'gain':>6}"
@@ -392,26 +467,6 @@ def report(rows: list[dict], extra: dict) -> None:
         + "  ".join(f"{r['evaluate']['seconds']:>8.1f}" for r in rows)
         + f"   {growth(flat, 't')}"
     )
-    if "pairs_sweep" in extra:
-        print("\nwith the pairs, at 100,000 passages:")
-        for run in extra["pairs_sweep"]:
-            stages = ", ".join(f"{k} {v:.1f}s" for k, v in run["stages"].items())
-            print(f"  {run['pairs']:>7,} pairs: {run['seconds']:.0f}s ({stages})")
-    if "mining" in extra:
-        m = extra["mining"]
-        print(
-            f"\nmining recall (FAISS IVF nlist {m['nlist']}, nprobe {m['nprobe']}) vs exact: "
-            f"{m['recall']:.3f} of the exact top-32 hard negatives on {m['sample']} queries "
-            f"(index built in {m['index_seconds']:.0f}s)"
-        )
-    if "store" in extra:
-        s = extra["store"]
-        print(
-            f"store: {s['vectors']:,} vectors written in {s['write_batches']:,} batches in "
-            f"{s['write_seconds']:.0f}s, read back in {s['read_seconds']:.1f}s "
-            f"({s['read_per_second']:,.0f}/s, goal >= 300,000/s), "
-            f"{s['bytes_on_disk'] / 2**30:.2f} GiB on disk ({s['bytes_per_vector']:.0f} B/vector)"
-        )
 
 
 if __name__ == "__main__":

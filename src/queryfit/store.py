@@ -22,6 +22,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,14 +99,75 @@ def vector_checksums(vectors: np.ndarray) -> np.ndarray:
     Per row, the sum of its 64-bit words (32-bit words for an odd dimension) times fixed odd
     64-bit weights, modulo 2**64: a change of any one word always changes it, and one integer
     matrix-vector product checks a whole chunk of vectors (a per-row hash in Python capped reads
-    near 100,000 vectors/s). ``vectors`` is float32 ``[n, dim]``; returns uint64 ``[n]``.
+    near 100,000 vectors/s). ``vectors`` is float32 ``[n, dim]`` (rows may be strided, each row
+    contiguous); returns uint64 ``[n]``.
     """
-    matrix = np.ascontiguousarray(vectors, dtype="<f4")
+    matrix = np.asarray(vectors)
+    if matrix.dtype != np.dtype("<f4") or matrix.strides[-1] != 4:
+        matrix = np.ascontiguousarray(matrix, dtype="<f4")
     if matrix.shape[1] % 2 == 0:
         words = matrix.view("<u8")
     else:
         words = matrix.view("<u4").astype(np.uint64)
     return words @ _checksum_weights(words.shape[1])
+
+
+class _HashMatcher:
+    """Finds the wanted row of many stored text hashes at once, instead of one dict lookup per
+    stored row: a range read back in the order it was written is recognised by one comparison;
+    otherwise sorted 8-byte prefixes are searched and the full 32 bytes compared."""
+
+    def __init__(self, hashes: list[bytes]) -> None:
+        self.full = np.frombuffer(b"".join(hashes), dtype="<u8").reshape(-1, 4)
+        self.order = np.argsort(self.full[:, 0], kind="stable")
+        self.prefix = self.full[self.order, 0]
+        self.next = 0  # where the previous range ended, if it was in order
+
+    def rows(self, stored: np.ndarray) -> np.ndarray:
+        """The wanted row of each stored hash ([n, 4] uint64), -1 when not wanted."""
+        n, start = len(stored), self.next
+        if start + n <= len(self.full) and np.array_equal(self.full[start : start + n], stored):
+            self.next = start + n
+            return np.arange(start, start + n)
+        if not len(self.prefix):
+            return np.full(n, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.prefix, stored[:, 0]), len(self.prefix) - 1)
+        row = self.order[at]
+        hit = (self.full[row] == stored).all(axis=1)
+        # Two wanted hashes sharing a prefix (odds ~n**2 / 2**65) are told apart by looking on.
+        step = at.copy()
+        while not hit.all():
+            step += 1
+            more = ~hit & (step < len(self.prefix))
+            more[more] &= self.prefix[step[more]] == stored[more, 0]
+            if not more.any():
+                break
+            row[more] = self.order[step[more]]
+            hit[more] = (self.full[row[more]] == stored[more]).all(axis=1)
+        if hit.all() and (np.diff(row) == 1).all():
+            self.next = int(row[-1]) + 1
+        return np.where(hit, row, -1)
+
+
+def _take_packed(
+    packed: bytes, matcher: _HashMatcher, dim: int, out: np.ndarray, found: np.ndarray
+) -> int:
+    """Check a packed range of well-formed rows (hash, checksum, vector each) and copy the sound
+    wanted ones into ``out``; returns the number of wanted rows that were damaged."""
+    record = np.dtype([("hash", "<u8", (4,)), ("checksum", "<u8"), ("vector", "<f4", (dim,))])
+    rows = np.frombuffer(packed, dtype=record)
+    at = matcher.rows(rows["hash"])
+    if not (at >= 0).all():
+        rows, at = rows[at >= 0], at[at >= 0]
+    vectors = np.ascontiguousarray(rows["vector"])  # contiguous rows check ~3x faster
+    sound = np.isfinite(vectors).all(axis=1) & (vector_checksums(vectors) == rows["checksum"])
+    if sound.all() and len(at) and at[-1] - at[0] == len(at) - 1:
+        out[at[0] : at[-1] + 1] = vectors  # the common case: a run of rows in request order
+    else:
+        vectors, at = vectors[sound], at[sound]
+        out[at] = vectors
+    found[at] = True
+    return int(len(sound) - sound.sum())
 
 
 @contextmanager
@@ -267,38 +329,64 @@ class EmbeddingStore:
         """
         found = np.zeros(len(position), dtype=bool)
         n_bad = 0
-        for rows in self._stored_rows(ns_id, list(position)):
-            n_bad += self._take(rows, position, dim, out, found)
-        return found, n_bad
-
-    def _stored_rows(self, ns_id: int, hashes: list[bytes]) -> Iterator[list[tuple]]:
-        """``(text_hash, dim, vector, checksum)`` rows for ``hashes``, a bounded list at a time;
-        a scan of the namespace (other texts' rows included) when most of the store is wanted."""
+        hashes = list(position)
         scan = len(hashes) >= SCAN_MIN and len(hashes) >= SCAN_SHARE * int(
             self.conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
         )
-        if scan:
-            # Memory-mapped pages spare SQLite a copy per page (~20% faster scans, measured).
-            self.conn.execute(f"PRAGMA mmap_size={SCAN_MMAP_BYTES}")
-            try:
-                cursor = self.conn.execute(
-                    "SELECT text_hash, dim, vector, checksum FROM embeddings NOT INDEXED "
-                    "WHERE namespace_id=?",
-                    (ns_id,),
-                )
-                while rows := cursor.fetchmany(READ_BATCH):
-                    yield rows
-            finally:
-                self.conn.execute("PRAGMA mmap_size=0")
+        if not scan:
+            for start in range(0, len(hashes), LOOKUP_CHUNK):
+                chunk = hashes[start : start + LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self.conn.execute(
+                    "SELECT text_hash, dim, vector, checksum FROM embeddings "
+                    f"WHERE namespace_id=? AND text_hash IN ({marks})",
+                    (ns_id, *chunk),
+                ).fetchall()
+                n_bad += self._take(rows, position, dim, out, found)
+            return found, n_bad
+        matcher = _HashMatcher(hashes)
+        # Memory-mapped pages spare SQLite a copy per page (~20% faster scans, measured).
+        self.conn.execute(f"PRAGMA mmap_size={SCAN_MMAP_BYTES}")
+        try:
+            for kind, data in self._scan(ns_id, dim):
+                if kind == "packed":
+                    n_bad += _take_packed(data, matcher, dim, out, found)
+                else:
+                    n_bad += self._take(data, position, dim, out, found)
+        finally:
+            self.conn.execute("PRAGMA mmap_size=0")
+        return found, n_bad
+
+    def _scan(self, ns_id: int, dim: int) -> Iterator[tuple[str, Any]]:
+        """The namespace's rows in storage order, READ_BATCH rowids at a time.
+
+        A range whose rows are all well-formed schema-2 rows comes back as one packed buffer
+        (``("packed", bytes)``: SQLite concatenates each row's hash, checksum and vector, so no
+        Python object is made per row: ~2x faster, measured); any other range (schema-1 rows,
+        damage, another dimension) comes back row by row (``("rows", list)``).
+        """
+        low, high = self.conn.execute("SELECT min(rowid), max(rowid) FROM embeddings").fetchone()
+        if low is None:
             return
-        for start in range(0, len(hashes), LOOKUP_CHUNK):
-            chunk = hashes[start : start + LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            yield self.conn.execute(
-                "SELECT text_hash, dim, vector, checksum FROM embeddings "
-                f"WHERE namespace_id=? AND text_hash IN ({marks})",
-                (ns_id, *chunk),
-            ).fetchall()
+        where = "FROM embeddings NOT INDEXED WHERE namespace_id=? AND rowid > ? AND rowid <= ?"
+        for start in range(low - 1, high, READ_BATCH):
+            span = (ns_id, start, start + READ_BATCH)
+            count, odd, packed = self.conn.execute(
+                "SELECT count(*), sum(dim != ? OR typeof(text_hash) != 'blob' "
+                "OR length(text_hash) != 32 OR typeof(checksum) != 'blob' "
+                "OR length(checksum) != 8 OR typeof(vector) != 'blob' OR length(vector) != ?), "
+                f"CAST(group_concat(text_hash || checksum || vector, '') AS BLOB) {where}",
+                (dim, 4 * dim, *span),
+            ).fetchone()
+            if not count:
+                continue
+            if odd or packed is None or len(packed) != count * (40 + 4 * dim):
+                rows = self.conn.execute(
+                    f"SELECT text_hash, dim, vector, checksum {where}", span
+                ).fetchall()
+                yield "rows", rows
+            else:
+                yield "packed", packed
 
     @staticmethod
     def _take(
