@@ -364,7 +364,7 @@ def main() -> int:
         extra["pairs_sweep"] = [
             run_worker("train", str(folder), "auto", str(folder / f"adapter-p{p}"), str(p))
             | {"pairs": p}
-            for p in (2_500, 10_000)
+            for p in (2_500, 5_000, 10_000)
         ]
     if args.loss_costs:
         extra |= run_worker("loss-costs", str(generate(100_000, root)))

@@ -122,3 +122,16 @@ def test_a_schema_1_store_still_reads_and_is_marked_2(tmp_path: Path):
             out = store.embed(_embedder(fn), TEXTS[:20], "document", progress=False)
         assert store.stats.model_calls == 0
     np.testing.assert_array_equal(out, _vectors(TEXTS[:20]))
+
+
+def test_hash_matcher_finds_rows_in_any_order_and_tells_shared_prefixes_apart():
+    from queryfit.store import _HashMatcher
+
+    rng = np.random.default_rng(5)
+    hashes = [rng.bytes(32) for _ in range(50)]
+    hashes[7] = hashes[3][:8] + rng.bytes(24)  # same 8-byte prefix as row 3
+    matcher = _HashMatcher(hashes)
+    as_words = lambda hs: np.frombuffer(b"".join(hs), dtype="<u8").reshape(-1, 4)  # noqa: E731
+    assert matcher.rows(as_words(hashes[:20])).tolist() == list(range(20))  # in order
+    shuffled = [hashes[i] for i in (7, 3, 49, 0)] + [rng.bytes(32)]
+    assert matcher.rows(as_words(shuffled)).tolist() == [7, 3, 49, 0, -1]

@@ -21,7 +21,7 @@ class TrainConfig:
     # negatives, logQ-corrected; "in_batch": MNRL; "auto": corpus while training queries x
     # passages <= corpus_softmax_max, else sampled (docs/benchmarks.md, "Scale").
     loss: str = "auto"
-    corpus_softmax_max: int = 200_000_000
+    corpus_softmax_max: int = 50_000_000
     # Sampled softmax: uniform random passages shared by a batch (weighted by n_passages / this)...
     sampled_negatives: int = 1024
     scale: float = 20.0  # inverse temperature on cosine similarities

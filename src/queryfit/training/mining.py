@@ -2,12 +2,13 @@
 
 Mining is a search: each training query's top passages under the base model. Exact search costs
 ``n_queries x n_passages`` scores, fine for thousands of queries over a hundred thousand passages
-but about 40 minutes for 100,000 queries over 1,000,000 passages on 2 cores. Above
-:data:`EXACT_MINING_MAX_SCORES` the candidates come from a FAISS inverted-file index (IVF, inner
-product on normalised vectors: cosine) instead, which scans a few percent of the corpus per
-query. The approximation only decides *which* hard negatives are found: the loss still never
-treats a relevant passage or a near-duplicate of one as a negative, because every candidate is
-checked exactly against the query's relevant passages (:func:`filter_candidates`).
+but 7.7·10¹³ flops for 100,000 queries over 1,000,000 passages (about half an hour on 2 cores,
+estimated from the matrix-product rate). Above :data:`EXACT_MINING_MAX_SCORES` the candidates
+come from an inverted-file index (FAISS k-means cells, inner product on unit vectors: cosine)
+instead, of which each query scans about 0.5% at 1M passages. The approximation only decides
+*which* hard negatives are found: the loss still never treats a relevant passage or a
+near-duplicate of one as a negative, because every candidate is checked exactly against the
+query's relevant passages (:func:`filter_candidates`).
 :func:`mining_recall` measures how many of the exact hard negatives the index finds on a sample
 of queries (docs/benchmarks.md, "Scale").
 """
@@ -59,9 +60,9 @@ class IVFIndex:
     centres can miss when a cell mixes unrelated topics (on the benchmark's clusters, its own
     8 nearest of 244 cells found a third of the exact hard negatives). Unlike FAISS's own IVF
     search, which scans cells one query at a time (memory-bound: 4.6 ms per query at 1M
-    passages, 7.6 minutes for 100,000 queries on 2 busy cores, measured), the scan here is
+    passages, 7.7 minutes for 100,000 queries on 2 busy cores, measured), the scan here is
     cell-major: every query probing a cell is scored against it at once (one matrix product
-    and a top-k in torch; 4x faster than ``faiss.knn`` at these shapes, measured), each cell
+    and a top-k in torch; 2.5-4x faster than ``faiss.knn`` at these shapes, measured), each cell
     read once per block of queries. Cells hold row numbers into ``docs``; the passages are not
     copied.
     """
