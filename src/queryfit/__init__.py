@@ -20,6 +20,8 @@ _EXPORTS = {
     "run": "workflow",
     "search": "api",
     "open_source": "sources",
+    "train_vectors": "api_vectors",
+    "evaluate_vectors": "api_vectors",
     "Adapter": "adapters",
     "load_adapter": "adapters",
     "save_adapter": "adapters",

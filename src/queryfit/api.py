@@ -552,14 +552,9 @@ def evaluate(
         check_fits(adapter, embedder.model_id, vectors.dim)
     # With details, the same search also gives each relevant passage's exact rank.
     rank_docs = relevant_rows(vectors) if details else None
-    base = evaluate_retrieval(
-        vectors.queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    base, adapted_queries, adapted, differences = _systems(
+        vectors, adapter, metrics, rank_docs, n_resamples, seed
     )
-    adapted_queries = adapter.transform(vectors.queries)
-    adapted = evaluate_retrieval(
-        adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
-    )
-    differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
     result = EvaluationResult(
         model_id=embedder.model_id,
         adapter=dict(adapter.describe()),
@@ -604,6 +599,27 @@ def evaluate(
     if report is not None:
         result.report_path = str(write_report(result, report))
     return result
+
+
+def _systems(
+    vectors: RetrievalVectors,
+    adapter: Adapter,
+    metrics: tuple[str, ...],
+    rank_docs: list[list[int]] | None,
+    n_resamples: int,
+    seed: int,
+) -> tuple[Any, np.ndarray, Any, list[Difference]]:
+    """Base and adapted retrieval on the same vectors, and their paired comparison (shared by
+    ``evaluate`` and ``evaluate_vectors``): ``(base, adapted queries, adapted, differences)``."""
+    base = evaluate_retrieval(
+        vectors.queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    )
+    adapted_queries = adapter.transform(vectors.queries)
+    adapted = evaluate_retrieval(
+        adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
+    )
+    differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
+    return base, adapted_queries, adapted, differences
 
 
 def report(

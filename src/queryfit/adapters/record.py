@@ -109,6 +109,8 @@ class TrainingFacts:
     blend: float = 1.0
     search: str | None = None  # the --search table, when a search ran
     embedding: EmbeddingCost = field(default_factory=EmbeddingCost)
+    loss_used: str | None = None  # the loss trained with (config.loss "auto" resolved)
+    stages: dict[str, Any] = field(default_factory=dict)  # seconds per training stage
 
 
 class AdapterLike(Protocol):

@@ -24,7 +24,7 @@ from typing import Any
 
 import typer
 
-from queryfit.embedders.registry import is_api_model
+from queryfit.embedders.registry import is_api_model, provider_of
 from queryfit.errors import EmbedderError
 from queryfit.generation.config import GenerateConfig
 from queryfit.generation.filters import FilterConfig
@@ -139,6 +139,7 @@ class ModelChoice:
     base_url: str | None = None
     dimensions: int | None = None
     api_key: str | None = field(default=None, repr=False)
+    device: str = "auto"  # where a local sentence-transformers model runs
 
     @property
     def options(self) -> dict[str, Any]:
@@ -157,11 +158,12 @@ class ModelChoice:
         return is_api_model(self.model)
 
     def resolve(self, adapter: str | Path | None = None) -> Any:
-        """The model spec unchanged when no endpoint option is set (the API's defaults apply),
-        else the embedder built with them. With ``adapter`` and no ``--model``, the adapter's
-        own base model (prefixes, recorded endpoint) is the one these options apply to."""
+        """The model spec unchanged when no endpoint option or device is set (the API's defaults
+        apply), else the embedder built with them. With ``adapter`` and no ``--model``, the
+        adapter's own base model (prefixes, recorded endpoint) is the one these options apply
+        to. ``--device`` places a local sentence-transformers model; API models ignore it."""
         options = self.options
-        if not options:
+        if not options and self.device == "auto":
             return self.model
         from queryfit.adapters import as_adapter
         from queryfit.adapters.model import base_embedder
@@ -169,7 +171,11 @@ class ModelChoice:
 
         loaded = as_adapter(adapter, force=True) if self.model is None and adapter else None
         model = loaded.base_model.id if loaded is not None else self.model
-        if not is_api_model(model):
+        if not options:
+            if provider_of(model) not in ("", "sentence-transformers"):
+                return self.model  # a device means nothing to an API model
+            options = {"device": self.device}
+        elif not is_api_model(model):
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
             raise EmbedderError(
                 f"{flags} apply to API models (openai:, azure-openai:, cohere:, voyage:, "
@@ -203,6 +209,12 @@ DimensionsOpt = typer.Option(
     help="Ask an API model for shorter vectors (e.g. 256); own store key.",
     show_default=False,
 )
+DeviceOpt = typer.Option(
+    DEFAULTS.device,
+    "--device",
+    help="auto (CUDA when torch sees a GPU), cpu or cuda: where the local sentence-transformers "
+    "model runs, and training (train).",
+)
 ApiKeyOpt = typer.Option(
     None,
     "--api-key",
@@ -215,6 +227,7 @@ MODEL_FLAGS = (
     Flag("base_url", str, BaseUrlOpt),
     Flag("dimensions", int, DimensionsOpt),
     Flag("api_key", str, ApiKeyOpt),
+    Flag("device", str, DeviceOpt),
 )
 MODEL = FlagGroup("model", MODEL_FLAGS, ModelChoice)
 
@@ -264,7 +277,12 @@ TRAIN = FlagGroup(
         Flag(
             "loss",
             str,
-            typer.Option(DEFAULTS.loss, help="corpus (all passages as negatives) or in_batch."),
+            typer.Option(
+                DEFAULTS.loss,
+                help="auto (corpus while affordable, else sampled), corpus (every passage a "
+                "negative), sampled (shared random + mined hard negatives, logQ-corrected) or "
+                "in_batch.",
+            ),
         ),
         Flag(
             "epochs",
@@ -326,6 +344,7 @@ TRAIN = FlagGroup(
         Flag(
             "seed", int, typer.Option(DEFAULTS.seed, help="Random seed (runs are deterministic).")
         ),
+        Flag("device", str, DeviceOpt),
     ),
     _train_choice,
 )

@@ -167,7 +167,35 @@ def model_prompts(path: Path | None, name: str) -> tuple[str, str] | None:
     return None
 
 
+#: Where a local model runs: "auto" is CUDA when torch sees a GPU, else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; others as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_device(device: str) -> str:
+    if device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise EmbedderError(f"unknown device {device!r} (--device); choose auto, cpu, cuda or cuda:N")
+
+
 def _load_model(path: Path, device: str, model_id: str, backend: str = "torch") -> Any:
+    device = resolve_device(device)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EmbedderError(
+                f"device {device} (--device): torch sees no CUDA GPU on this machine; use "
+                "--device cpu or auto"
+            )
     key = (str(path.resolve()), device, backend)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
@@ -212,6 +240,9 @@ class SentenceTransformerEmbedder(BaseEmbedder):
     instruction, or any ``prompts`` declared in the folder's config) get them as prefixes when no
     prefix is given; ``use_model_prompts=False`` turns that off. ``backend="onnx"`` or
     ``"openvino"`` runs the model on that sentence-transformers backend (its own store key).
+    ``device`` is ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"``
+    or ``"cuda:N"``; it is not part of the store key (the same model on either device gives the
+    same vectors up to float rounding).
     """
 
     def __init__(
@@ -220,7 +251,7 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         *,
         query_prefix: str = "",
         document_prefix: str = "",
-        device: str = "cpu",
+        device: str = "auto",
         batch_size: int = 64,
         normalize: bool = False,
         backend: str = "torch",
@@ -240,7 +271,7 @@ class SentenceTransformerEmbedder(BaseEmbedder):
             raise EmbedderError("empty sentence-transformers model name")
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
-        self.device = device
+        self.device = _check_device(device)
         self.batch_size = batch_size
         self.max_batch_size = batch_size
         self.normalize = normalize

@@ -76,13 +76,15 @@ def evaluate_retrieval(
     similarity: str = "cosine",
     depth: int | None = None,
     rank_docs: Sequence[Sequence[int]] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> RetrievalResult:
     """Search ``docs`` for every query and score the ranking against ``relevant``.
 
     ``depth`` defaults to the deepest metric cut-off; a larger depth keeps more of the ranking in
     the result (e.g. for inspection) without changing the metrics. ``rank_docs[i]`` lists
     documents whose exact rank for query ``i`` goes into ``doc_ranks`` (as
-    :func:`ranks_of_relevant` gives it), taken from the same search.
+    :func:`ranks_of_relevant` gives it), taken from the same search. ``exclude`` (bool per
+    document) marks documents never to retrieve, as if absent from ``docs``.
     """
     needed = required_depth(metrics)
     if depth is None:
@@ -90,6 +92,6 @@ def evaluate_retrieval(
     elif depth < needed:
         raise ValueError(f"depth {depth} is shallower than the metrics need ({needed})")
     ranked, scores, doc_ranks = top_k_and_ranks(
-        queries, docs, depth, rank_docs, similarity=similarity
+        queries, docs, depth, rank_docs, similarity=similarity, exclude=exclude
     )
     return RetrievalResult(ranked, scores, per_query_metrics(ranked, relevant, metrics), doc_ranks)

@@ -10,6 +10,8 @@ from queryfit.errors import TrainingError
 from queryfit.evaluation.metrics import parse_metric
 
 ADAPTER_TYPES = ("linear", "low_rank", "residual_mlp", "procrustes")
+LOSSES = ("auto", "corpus", "sampled", "in_batch")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -17,7 +19,13 @@ class TrainConfig:
     """Every setting of a training run; stored in ``adapter.json`` so a run can be repeated."""
 
     adapter_type: str = "linear"  # linear | low_rank | residual_mlp | procrustes (closed form)
-    loss: str = "corpus"  # "corpus": softmax over all passages; "in_batch": MNRL for huge corpora
+    # "corpus": softmax over every passage; "sampled": over shared random negatives plus mined hard
+    # negatives, logQ-corrected; "in_batch": MNRL; "auto": corpus while training queries x
+    # passages <= corpus_softmax_max, else sampled (docs/benchmarks.md, "Scale").
+    loss: str = "auto"
+    corpus_softmax_max: int = 50_000_000
+    # Sampled softmax: uniform random passages shared by a batch (weighted by n_passages / this)...
+    sampled_negatives: int = 1024
     scale: float = 20.0  # inverse temperature on cosine similarities
     lr: float = 3e-4
     optimizer: str = "adam"  # "adam" or "adamw"
@@ -27,6 +35,8 @@ class TrainConfig:
     max_epochs: int = 50
     epochs: int | None = None  # fixed epoch count; None lets the dev split choose
     patience: int = 5  # epochs without dev improvement before stopping
+    # ...with the sampled softmax: its epochs (over 10,000s of pairs) are thousands of steps each.
+    scale_patience: int = 2
     select_metric: str = "ndcg@10"
     min_improvement: float = 0.0  # dev gain over the identity required to ship the adapter
     # ...and the gain must exceed gate_z standard errors of the paired per-query dev gain.
@@ -41,8 +51,9 @@ class TrainConfig:
     # Blend alpha*adapted + (1-alpha)*base, alpha chosen on dev from blend_grid (1.0 = no blend).
     blend: bool = True
     blend_grid: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    # Extra negatives per query for the in_batch loss, mined with the base model.
-    hard_negatives: int = 0
+    # Negatives per query mined with the base model: for in_batch (default 0) and sampled
+    # (default 32); None takes the loss's default.
+    hard_negatives: int | None = None
     # Passages this similar (cosine) to a relevant one are never negatives, in either loss.
     duplicate_threshold: float = 0.95
     # Label smoothing of the corpus softmax (0 = off).
@@ -52,6 +63,19 @@ class TrainConfig:
     # dev split above that, or with cv_folds < 2. Used by ``queryfit train``'s default split.
     cv_folds: int = 3
     cv_max_queries: int = 5000
+    # Dev queries scored after each epoch at most (a bounded sample of the dev split when the data
+    # is large: each scoring searches every passage), and at most dev_max_scores // passages of
+    # them (1,000 at 1M passages). Used by ``queryfit train``'s default split.
+    dev_max_queries: int = 2000
+    dev_max_scores: int = 1_000_000_000
+    # Where torch trains: "auto" is CUDA when torch sees a GPU, else the CPU.
+    device: str = "auto"
+
+    def hard_negatives_for(self, loss: str) -> int:
+        """Mined negatives per query for ``loss`` (the field, or that loss's default)."""
+        if self.hard_negatives is not None:
+            return self.hard_negatives
+        return 32 if loss == "sampled" else 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -62,7 +86,8 @@ class TrainConfig:
         """Reject a setting that cannot train before any work is done, naming the setting, its
         command-line flag and the range it must lie in."""
         choices = {
-            "loss": ("corpus", "in_batch"),
+            "loss": LOSSES,
+            "device": DEVICES,
             "optimizer": ("adam", "adamw"),
             "adapter_type": ADAPTER_TYPES,
         }
@@ -71,7 +96,7 @@ class TrainConfig:
                 _bad(name, getattr(self, name), f"one of {', '.join(allowed)}")
         for name, (low, high, low_open) in _NUMBER_RANGES.items():
             value = getattr(self, name)
-            if value is None and name in ("epochs", "hidden_dim"):
+            if value is None and name in ("epochs", "hidden_dim", "hard_negatives"):
                 continue
             integral = name in _INTEGERS
             ok = (
@@ -86,6 +111,14 @@ class TrainConfig:
                 kind = "a whole number" if integral else "a number"
                 side = f"above {_shown(low)}" if low_open else f"from {_shown(low)}"
                 _bad(name, value, f"{kind} {side} up to {_shown(high)}")
+        if self.device == "cuda":  # fail before minutes of embedding, not after
+            import torch
+
+            if not torch.cuda.is_available():
+                raise TrainingError(
+                    "device cuda (--device): torch sees no CUDA GPU on this machine; use "
+                    "--device cpu or auto"
+                )
         if self.cv_folds == 1:
             _bad("cv_folds", 1, "0 (one dev split) or at least 2 folds")
         if not self.blend_grid or any(
@@ -116,6 +149,11 @@ _NUMBER_RANGES: dict[str, tuple[float, float, bool]] = {
     "rank": (1, 100_000, False),
     "cv_folds": (0, 100, False),
     "cv_max_queries": (0, 10**9, False),
+    "corpus_softmax_max": (1, 10**15, False),
+    "sampled_negatives": (1, 10**7, False),
+    "scale_patience": (1, 10_000, False),
+    "dev_max_queries": (1, 10**9, False),
+    "dev_max_scores": (1, 10**15, False),
     "hard_negatives": (0, 10_000, False),
     "duplicate_threshold": (0.0, 1.0, True),
     "seed": (0, 2**32 - 1, False),
@@ -129,6 +167,11 @@ _INTEGERS = {
     "rank",
     "cv_folds",
     "cv_max_queries",
+    "corpus_softmax_max",
+    "sampled_negatives",
+    "scale_patience",
+    "dev_max_queries",
+    "dev_max_scores",
     "hard_negatives",
     "seed",
 }

@@ -6,6 +6,8 @@ cosine similarity times ``scale`` (the inverse temperature).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -81,3 +83,71 @@ def in_batch_loss(
         logits = torch.cat([logits, hard], dim=1)
     target = torch.arange(len(q))
     return torch.nn.functional.cross_entropy(logits, target)
+
+
+def sampled_softmax_loss(
+    q: torch.Tensor,
+    positive_docs: torch.Tensor,
+    positive_valid: torch.Tensor,
+    hard_docs: torch.Tensor,
+    hard_valid: torch.Tensor,
+    random_docs: torch.Tensor,
+    random_valid: torch.Tensor,
+    n_docs: int,
+    scale: float,
+    label_smoothing: float = 0.0,
+    positive_log_grades: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`corpus_softmax_loss` estimated from a sample of the corpus, for corpora too large to
+    score every passage on every step.
+
+    The softmax's normaliser sums over the relevant passages and each query's mined hard negatives
+    exactly (the passages that matter most, and that a uniform sample would almost never draw),
+    plus ``S`` passages drawn uniformly with replacement from the whole corpus and shared by the
+    batch. Each drawn passage stands for ``n_docs / S`` passages: the logQ correction adds
+    ``log(n_docs / S)`` to its logit, which makes the sampled sum an unbiased estimate of the sum
+    over the corpus. A drawn passage that is relevant to the query, one of its hard negatives
+    (already counted) or a near-duplicate of a relevant passage is masked out for that query
+    (``random_valid``), so it is never treated as a negative. With ``S = n_docs`` draws of every
+    passage once, this is exactly the corpus softmax over the unmasked passages.
+
+    Args:
+        q: adapted, normalised queries [B, d].
+        positive_docs: normalised relevant passages [B, P, d], padded; ``positive_valid`` [B, P].
+        hard_docs: normalised mined hard negatives [B, H, d]; ``hard_valid`` [B, H].
+        random_docs: normalised uniformly drawn passages [S, d]; ``random_valid`` [B, S].
+        n_docs: passages in the corpus.
+        scale: multiplier on cosine similarities.
+        label_smoothing: as in :func:`corpus_softmax_loss`; the mean logit over the corpus it
+            needs is estimated with the same weights.
+        positive_log_grades: optional log relevance grades [B, P] (target mass by grade).
+    """
+    neg_inf = float("-inf")
+    pos = scale * torch.einsum("bd,bpd->bp", q, positive_docs)
+    hard = scale * torch.einsum("bd,bhd->bh", q, hard_docs)
+    rand = scale * (q @ random_docs.T)
+    log_weight = math.log(n_docs / random_docs.shape[0])
+    logits = torch.cat(
+        [
+            pos.masked_fill(~positive_valid, neg_inf),
+            hard.masked_fill(~hard_valid, neg_inf),
+            (rand + log_weight).masked_fill(~random_valid, neg_inf),
+        ],
+        dim=1,
+    )
+    log_norm = torch.logsumexp(logits, dim=1)
+    target = pos if positive_log_grades is None else pos + positive_log_grades
+    loss = log_norm - torch.logsumexp(target.masked_fill(~positive_valid, neg_inf), dim=1)
+    if label_smoothing:
+        weights = torch.cat(
+            [
+                positive_valid.to(q.dtype),
+                hard_valid.to(q.dtype),
+                random_valid.to(q.dtype) * (n_docs / random_docs.shape[0]),
+            ],
+            dim=1,
+        )
+        values = torch.cat([pos, hard, rand], dim=1)
+        mean = (weights * values).sum(1) / weights.sum(1)
+        loss = (1 - label_smoothing) * loss + label_smoothing * (log_norm - mean)
+    return loss.mean()

@@ -1,9 +1,14 @@
-"""Hard negatives mined from the frozen corpus with the base model (numpy only).
+"""Hard negatives mined from the frozen corpus with the base model, exactly (numpy only).
 
 A hard negative is a passage the *base* model ranks high for a query although it is not
 relevant. Two guards keep label noise out: a relevant passage is never a negative, and neither is
 a near-duplicate of one (passage-to-passage cosine at or above ``duplicate_threshold``), since a
 copy of the answer is more likely an unlabelled positive than a mistake.
+
+Everything here works in blocks whose score matrix stays under :data:`SCORE_BUDGET_BYTES`, and
+keeps near-duplicates as one short list of passage rows per query, never an
+``[n_queries, n_passages]`` matrix. :mod:`queryfit.training.mining` mines at sizes where exact
+search is too slow.
 """
 
 from __future__ import annotations
@@ -12,10 +17,54 @@ from collections.abc import Sequence
 
 import numpy as np
 
+SCORE_BUDGET_BYTES = 256 * 2**20
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def positive_rows(rel: dict[int, float]) -> list[int]:
+    """A query's relevant passage rows (grade > 0)."""
+    return [p for p, g in rel.items() if g > 0]
+
+
+def near_duplicate_rows(
+    docs: np.ndarray,
+    relevant: Sequence[dict[int, float]],
+    threshold: float,
+    *,
+    cache: dict[int, np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Per query, the sorted passage rows that are near-duplicates of a relevant one (not itself
+    relevant): cosine to one of its relevant passages at or above ``threshold``.
+
+    Each distinct relevant passage is compared with the corpus once, in blocks; ``cache`` (passage
+    row -> its near-duplicates, filled here) carries that work over to the next call on the same
+    corpus. ``threshold >= 1`` disables the guard (every list empty).
+    """
+    empty = np.empty(0, dtype=np.int64)
+    if threshold >= 1.0:
+        return [empty] * len(relevant)
+    close = cache if cache is not None else {}
+    positives = sorted({p for rel in relevant for p in positive_rows(rel)} - close.keys())
+    d = _unit(docs) if positives else None
+    rows = max(1, SCORE_BUDGET_BYTES // (max(len(docs), 1) * 4))
+    for start in range(0, len(positives), rows):
+        block = positives[start : start + rows]
+        hits = d[block] @ d.T >= threshold
+        for p, row in zip(block, hits, strict=True):
+            close[p] = np.flatnonzero(row)
+    out = []
+    for rel in relevant:
+        pos = positive_rows(rel)
+        if not pos:
+            out.append(empty)
+            continue
+        found = np.unique(np.concatenate([close[p] for p in pos]))
+        out.append(np.setdiff1d(found, pos, assume_unique=True))
+    return out
 
 
 def near_duplicate_mask(
@@ -23,17 +72,12 @@ def near_duplicate_mask(
 ) -> np.ndarray:
     """[n_queries, n_docs] True where a passage is a near-duplicate of a relevant one (not itself).
 
-    Used to take such passages out of the negatives; ``threshold >= 1`` disables it.
+    The dense form of :func:`near_duplicate_rows`, for small data and tests; ``threshold >= 1``
+    disables it.
     """
-    d = _unit(docs)
-    mask = np.zeros((len(relevant), len(d)), dtype=bool)
-    if threshold >= 1.0:
-        return mask
-    for i, rel in enumerate(relevant):
-        pos = [p for p, g in rel.items() if g > 0]
-        if pos:
-            mask[i] = (d[pos] @ d.T >= threshold).any(axis=0)
-            mask[i, pos] = False
+    mask = np.zeros((len(relevant), len(docs)), dtype=bool)
+    for i, rows in enumerate(near_duplicate_rows(docs, relevant, threshold)):
+        mask[i, rows] = True
     return mask
 
 
@@ -44,27 +88,29 @@ def mine_hard_negatives(
     k: int,
     *,
     duplicate_threshold: float = 0.95,
-    near_duplicates: np.ndarray | None = None,
+    near_duplicates: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The ``k`` highest-ranked non-relevant passages per query under the base model.
+    """The ``k`` highest-ranked non-relevant passages per query under the base model, exactly.
 
     Returns an int array [n_queries, k]; a row has ``-1`` padding when fewer than ``k`` passages
     qualify. Relevant passages (any grade > 0) and their near-duplicates are never returned.
-    ``near_duplicates`` is :func:`near_duplicate_mask` when the caller already has it (then
-    ``duplicate_threshold`` is not used).
+    ``near_duplicates`` is :func:`near_duplicate_rows` when the caller already has it (then
+    ``duplicate_threshold`` is not used). Queries are scored in blocks; the cost is one exact
+    search, so large data mines with :func:`queryfit.training.mining.mine_negatives` instead.
     """
-    scores = _unit(queries) @ _unit(docs).T
-    banned = (
-        near_duplicate_mask(docs, relevant, duplicate_threshold)
-        if near_duplicates is None
-        else near_duplicates.copy()
-    )
-    for i, rel in enumerate(relevant):
-        banned[i, [p for p, g in rel.items() if g > 0]] = True
-    scores = np.where(banned, -np.inf, scores)
-    k_eff = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
-    out = np.full((len(scores), k), -1, dtype=np.int64)
-    picked = np.take_along_axis(scores, order, axis=1)
-    out[:, :k_eff] = np.where(np.isfinite(picked), order, -1)
+    if near_duplicates is None:
+        near_duplicates = near_duplicate_rows(docs, relevant, duplicate_threshold)
+    q, d = _unit(queries), _unit(docs)
+    out = np.full((len(q), k), -1, dtype=np.int64)
+    k_eff = min(k, len(d))
+    rows = max(1, SCORE_BUDGET_BYTES // (max(len(d), 1) * 4))
+    for start in range(0, len(q), rows):
+        stop = min(start + rows, len(q))
+        scores = q[start:stop] @ d.T
+        for i in range(start, stop):
+            scores[i - start, near_duplicates[i]] = -np.inf
+            scores[i - start, positive_rows(relevant[i])] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
+        picked = np.take_along_axis(scores, order, axis=1)
+        out[start:stop, :k_eff] = np.where(np.isfinite(picked), order, -1)
     return out

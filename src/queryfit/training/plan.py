@@ -4,9 +4,11 @@
 
 * **cross-validation** (k folds in lockstep, every question scored once as dev) when the data is
   small enough for it to be cheap and a single small dev split too noisy
-  (``cv_folds <= queries <= cv_max_queries``, split by coverage, a trained family);
+  (``cv_folds <= queries <= cv_max_queries`` and queries x passages within
+  ``corpus_softmax_max``, split by coverage, a trained family);
 * otherwise **one dev split**: new questions over passages training covers when the data has
-  them (``split_by="coverage"``), or the leak-free dataset split by query or by passage;
+  them (``split_by="coverage"``), or the leak-free dataset split by query or by passage; at scale
+  its dev is a bounded sample (:mod:`queryfit.training.scale`);
 * ``search=True`` first tries a small grid of settings on that dev split;
 * **no dev** at all with ``dev_fraction=0``: the fixed epoch count trains, nothing gates.
 
@@ -51,16 +53,12 @@ def check_settings(config: TrainConfig, split_by: str, dev_fraction: float) -> N
         )
 
 
-def uses_cross_validation(
-    config: TrainConfig, queries: int, split_by: str, dev_fraction: float
-) -> bool:
-    """Whether :func:`train_adapter` cross-validates (see the module docstring)."""
+def _cross_validation_wanted(config: TrainConfig, split_by: str, dev_fraction: float) -> bool:
     return (
         dev_fraction > 0
         and split_by == "coverage"
         and config.cv_folds >= 2
         and config.adapter_type != "procrustes"
-        and config.cv_folds <= queries <= config.cv_max_queries
     )
 
 
@@ -81,13 +79,19 @@ def train_adapter(
     """
     check_settings(config, split_by, dev_fraction)
     require_extra("torch", "train", "training an adapter")
+    from queryfit.training.scale import cross_validation_refusal
     from queryfit.training.trainer import fit_adapter, fit_adapter_cv  # torch from here on
 
     n = len(vectors.queries)
-    cross_validate = uses_cross_validation(config, n, split_by, dev_fraction)
+    # Large data (issue 12): one split, its dev a bounded sample (training/scale.py).
+    refusal = cross_validation_refusal(config, n, len(vectors.docs))
+    wanted = _cross_validation_wanted(config, split_by, dev_fraction)
+    cross_validate = wanted and config.cv_folds <= n and refusal is None
     train, dev, split = vectors, None, SplitFacts(train_queries=n)
     if dev_fraction > 0 and (search or not cross_validate):
         train, dev, split = _dev_split(vectors, config, dev_fraction, split_by, dataset)
+        if wanted and refusal is not None:
+            split.description += f"; {refusal}"
     search_table = None
     if search and dev is not None:
         from queryfit.training.search import search as search_settings
@@ -117,6 +121,8 @@ def train_adapter(
         split=split,
         blend=result.blend,
         search=search_table,
+        loss_used=result.loss,
+        stages=result.stages,
     )
     return TrainedAdapter(result.adapter, facts, config)
 
@@ -130,17 +136,25 @@ def _dev_split(
 ) -> tuple[RetrievalVectors, list[RetrievalVectors], SplitFacts]:
     """One held-out dev split: by coverage on the vectors, or leak-free on the dataset."""
     if split_by == "coverage":
+        from queryfit.training.scale import max_dev_queries
         from queryfit.training.splits import coverage_split, dev_parts, duplicate_groups
 
+        max_dev = max_dev_queries(config, len(vectors.docs))
         chosen = coverage_split(
             vectors.relevant,
             dev_fraction,
             config.seed,
             duplicate_of=duplicate_groups(vectors.queries),
+            max_dev=max_dev,
         )
         train = vectors.select(chosen.train_rows)
         dev = dev_parts(vectors, chosen.dev_rows, chosen.train_rows)
         description = chosen.describe()
+        if round(dev_fraction * len(vectors.queries)) > max_dev:
+            description += (
+                f", a bounded sample (dev_max_queries {config.dev_max_queries:,}, "
+                f"dev_max_scores {config.dev_max_scores:,})"
+            )
     else:
         if dataset is None:
             raise TrainingError(

@@ -21,6 +21,21 @@ from queryfit.vectors import RetrievalVectors
 
 # Use the covered split when at least this share of the wanted dev size can be covered.
 MIN_COVERED_SHARE = 0.5
+# Up to this size the uncovered passages are copied into their own array (as always); above it,
+# dev parts search the whole corpus with the covered passages excluded, so a million-passage
+# corpus is never copied for dev scoring.
+COPY_MAX_BYTES = 256 * 2**20
+
+
+@dataclass
+class ExcludingVectors(RetrievalVectors):
+    """Vectors whose queries search every passage except the ``excluded`` ones (bool [n_docs]).
+
+    How :func:`dev_parts` restricts a large corpus without copying it; ``relevant`` indexes the
+    whole corpus and holds no excluded passage.
+    """
+
+    excluded: np.ndarray | None = None
 
 
 @dataclass
@@ -49,6 +64,7 @@ def coverage_split(
     seed: int = 0,
     *,
     duplicate_of: Sequence[int] | None = None,
+    max_dev: int | None = None,
 ) -> DevSplit:
     """Split query rows into train and dev, preferring a dev whose passages training covers.
 
@@ -59,11 +75,15 @@ def coverage_split(
         duplicate_of: optional group id per row (e.g. identical query vectors); rows of one group
             stay on the same side (a whole group is only moved to dev if every passage it touches
             keeps a training question).
+        max_dev: at most this many dev queries (a bounded dev sample of large data; the other
+            queries all train).
     """
     n = len(relevant)
     if not 0.0 < dev_fraction < 1.0:
         raise TrainingError(f"dev_fraction must be between 0 and 1, got {dev_fraction}")
     target = max(1, round(dev_fraction * n))
+    if max_dev is not None:
+        target = max(1, min(target, max_dev))
     if n < 2 or target >= n:
         raise TrainingError(f"{n} queries are too few to hold out a dev split")
     groups: dict[int, list[int]] = {}
@@ -156,15 +176,28 @@ def dev_parts(
         parts.append(vectors.select(inside))
     outside = [r for r in dev_rows if not covered[r]]
     if outside:
-        taken = {d for r in train_rows for d, g in vectors.relevant[r].items() if g > 0}
-        keep = [d for d in range(len(vectors.docs)) if d not in taken]
-        row_of = {d: i for i, d in enumerate(keep)}
+        kept = np.ones(len(vectors.docs), dtype=bool)
+        kept[[d for r in train_rows for d, g in vectors.relevant[r].items() if g > 0]] = False
+        n_kept = int(kept.sum())
+        if n_kept * vectors.dim * 4 > COPY_MAX_BYTES:
+            parts.append(
+                ExcludingVectors(
+                    queries=vectors.queries[outside],
+                    docs=vectors.docs,
+                    relevant=[
+                        {d: g for d, g in vectors.relevant[r].items() if kept[d]} for r in outside
+                    ],
+                    excluded=~kept,
+                )
+            )
+            return parts
+        row_of = np.cumsum(kept) - 1
         parts.append(
             RetrievalVectors(
                 queries=vectors.queries[outside],
-                docs=vectors.docs[keep],
+                docs=vectors.docs[np.flatnonzero(kept)],
                 relevant=[
-                    {row_of[d]: g for d, g in vectors.relevant[r].items() if d in row_of}
+                    {int(row_of[d]): g for d, g in vectors.relevant[r].items() if kept[d]}
                     for r in outside
                 ],
             )
