@@ -120,7 +120,7 @@ def test_in_batch_loss_trains_too():
 
 def test_bad_settings_are_named():
     train, _ = split(synthetic())
-    with pytest.raises(TrainingError, match=r"loss \(--loss\) must be one of corpus, in_batch"):
+    with pytest.raises(TrainingError, match=r"loss \(--loss\) must be one of auto, corpus"):
         fit_adapter(train, TrainConfig(loss="triplet"))
     with pytest.raises(TrainingError, match=r"lr \(--lr\) must be a number above 0"):
         fit_adapter(train, TrainConfig(lr=0))

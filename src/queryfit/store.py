@@ -95,6 +95,18 @@ def vector_checksum(blob: bytes) -> bytes:
     return hashlib.blake2b(blob, digest_size=16).digest()
 
 
+def checksum_matches(blob: bytes, checksum: Any) -> bool:
+    """Whether one stored vector matches its checksum, under either schema (8 bytes: schema 2's
+    :func:`vector_checksums`; 16 bytes: schema 1's blake2b). Reads check whole ranges at once;
+    this is the row-by-row form for ``queryfit store check`` and ``repair``."""
+    if not isinstance(checksum, bytes):
+        return False
+    if len(checksum) == 8 and len(blob) % 4 == 0 and blob:
+        row = np.frombuffer(blob, dtype="<f4").reshape(1, -1)
+        return int(vector_checksums(row)[0]) == int.from_bytes(checksum, "little")
+    return checksum == vector_checksum(blob)
+
+
 def _dim_key(embedder: Embedder, kind: Kind) -> str:
     """Key in `meta` of the vector size seen for this setting: ``dim|`` + the key without it."""
     return "dim|" + embedder.setting_key(kind)  # type: ignore[attr-defined]

@@ -23,10 +23,10 @@ import numpy as np
 from queryfit.errors import StoreError
 from queryfit.store import (
     EmbeddingStore,
+    checksum_matches,
     default_store_path,
     one_line,
     sqlite_error_kind,
-    vector_checksum,
 )
 
 #: What reading a damaged file can raise: SQLite's errors, and its text decoded from bad pages.
@@ -162,7 +162,7 @@ def _entry_ok(dim: Any, blob: Any, checksum: Any) -> bool:
     """The store's own test of an entry: right length, matching checksum, finite numbers."""
     if not isinstance(dim, int) or dim <= 0 or not isinstance(blob, bytes):
         return False
-    if len(blob) != 4 * dim or checksum != vector_checksum(blob):
+    if len(blob) != 4 * dim or not checksum_matches(blob, checksum):
         return False
     return bool(np.isfinite(np.frombuffer(blob, dtype="<f4")).all())
 
