@@ -520,10 +520,7 @@ def evaluate(
     if report is not None:
         check_report_path(report)  # fail before the work, not after it
         details = True
-    check_bootstrap_settings(n_resamples, 0.95)
-    if headline not in metrics:
-        metrics = (*metrics, headline)
-    required_depth(metrics)  # every metric name parses
+    metrics = _checked_metrics(metrics, headline, n_resamples)
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
     dataset = _as_dataset(data, split)
@@ -552,30 +549,21 @@ def evaluate(
         check_fits(adapter, embedder.model_id, vectors.dim)
     # With details, the same search also gives each relevant passage's exact rank.
     rank_docs = relevant_rows(vectors) if details else None
-    base, adapted_queries, adapted, differences = _systems(
-        vectors, adapter, metrics, rank_docs, n_resamples, seed
-    )
-    result = EvaluationResult(
-        model_id=embedder.model_id,
-        adapter=dict(adapter.describe()),
-        queries=len(dataset.queries),
-        passages=len(vectors.docs),
-        base=base.summary(),
-        adapted=adapted.summary(),
-        differences=differences,
+    result, base, adapted, adapted_queries = _compare_systems(
+        vectors,
+        adapter,
+        metrics=metrics,
         headline=headline,
+        rank_docs=rank_docs,
+        n_resamples=n_resamples,
+        seed=seed,
+        model_id=embedder.model_id,
         **cost.spent(read),
         index=read.record() if read is not None else None,
-        per_query={"base": base.metrics, "adapted": adapted.metrics},
         training_overlap=overlap,
-        coverage=split_by_coverage(
-            adapter.data,
-            dataset,
-            base.metrics,
-            adapted.metrics,
-            n_resamples=n_resamples,
-            seed=seed,
-        ),
+    )
+    result.coverage = split_by_coverage(
+        adapter.data, dataset, base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed
     )
     if result.overlap_warning:
         warnings.warn(result.overlap_warning, stacklevel=2)
@@ -601,16 +589,31 @@ def evaluate(
     return result
 
 
-def _systems(
+def _checked_metrics(metrics: tuple[str, ...], headline: str, n_resamples: int) -> tuple[str, ...]:
+    """The metrics to compute (the headline among them), every name and setting checked before
+    any work is done."""
+    check_bootstrap_settings(n_resamples, 0.95)
+    if headline not in metrics:
+        metrics = (*metrics, headline)
+    required_depth(metrics)  # every metric name parses
+    return metrics
+
+
+def _compare_systems(
     vectors: RetrievalVectors,
     adapter: Adapter,
+    *,
     metrics: tuple[str, ...],
+    headline: str,
     rank_docs: list[list[int]] | None,
     n_resamples: int,
     seed: int,
-) -> tuple[Any, np.ndarray, Any, list[Difference]]:
-    """Base and adapted retrieval on the same vectors, and their paired comparison (shared by
-    ``evaluate`` and ``evaluate_vectors``): ``(base, adapted queries, adapted, differences)``."""
+    model_id: str,
+    **facts: Any,
+) -> tuple[EvaluationResult, Any, Any, np.ndarray]:
+    """Base and adapted retrieval on the same vectors and their paired comparison, shared by
+    ``evaluate`` and ``evaluate_vectors``: ``(result, base, adapted, adapted queries)``;
+    ``facts`` are the result's other fields (cost, index, overlap)."""
     base = evaluate_retrieval(
         vectors.queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
     )
@@ -618,8 +621,19 @@ def _systems(
     adapted = evaluate_retrieval(
         adapted_queries, vectors.docs, vectors.relevant, metrics=metrics, rank_docs=rank_docs
     )
-    differences = compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed)
-    return base, adapted_queries, adapted, differences
+    result = EvaluationResult(
+        model_id=model_id,
+        adapter=dict(adapter.describe()),
+        queries=len(vectors.queries),
+        passages=len(vectors.docs),
+        base=base.summary(),
+        adapted=adapted.summary(),
+        differences=compare(base.metrics, adapted.metrics, n_resamples=n_resamples, seed=seed),
+        headline=headline,
+        per_query={"base": base.metrics, "adapted": adapted.metrics},
+        **{"model_calls": 0, "texts_from_store": 0} | facts,
+    )
+    return result, base, adapted, adapted_queries
 
 
 def report(

@@ -4,7 +4,7 @@ For users whose passages already sit in a vector index, where a million passages
 size: :func:`train_vectors` and :func:`evaluate_vectors` take a query matrix, a passage matrix and
 which passages are relevant to which query, and return exactly what :func:`queryfit.train` and
 :func:`queryfit.evaluate` return, through the same code (``training.plan.train_adapter``,
-``api._systems``).
+``api._compare_systems``).
 Memory-mapped ``.npy`` files (``np.load(path, mmap_mode="r")``) are read a block at a time where
 the work allows it; training holds one normalised float32 copy of the passages (on the training
 device), evaluation none.
@@ -23,8 +23,7 @@ from queryfit import api
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
 from queryfit.adapters.record import DataFacts, EmbeddingCost
 from queryfit.errors import AdapterError, DatasetError, TrainingError
-from queryfit.evaluation import DEFAULT_METRICS, required_depth
-from queryfit.evaluation.compare import check_bootstrap_settings
+from queryfit.evaluation import DEFAULT_METRICS
 from queryfit.training.config import TrainConfig
 from queryfit.vectors import RetrievalVectors
 
@@ -154,25 +153,19 @@ def evaluate_vectors(
     :func:`queryfit.evaluate` (without the per-query details and coverage split, which need
     the texts). The search runs in bounded blocks: a memory-mapped corpus is never loaded whole.
     """
-    check_bootstrap_settings(n_resamples, 0.95)
-    if headline not in metrics:
-        metrics = (*metrics, headline)
-    required_depth(metrics)  # every metric name parses
+    metrics = api._checked_metrics(metrics, headline, n_resamples)
     if not isinstance(adapter, Adapter):
         adapter = load_adapter(adapter)
     vectors = as_vectors(query_vectors, passage_vectors, relevant)
     check_fits(adapter, None, vectors.dim)
-    base, _, adapted, differences = api._systems(vectors, adapter, metrics, None, n_resamples, seed)
-    return api.EvaluationResult(
-        model_id=adapter.base_model.id or "vectors",
-        adapter=dict(adapter.describe()),
-        queries=len(vectors.queries),
-        passages=len(vectors.docs),
-        base=base.summary(),
-        adapted=adapted.summary(),
-        differences=differences,
+    result, *_ = api._compare_systems(
+        vectors,
+        adapter,
+        metrics=metrics,
         headline=headline,
-        model_calls=0,
-        texts_from_store=0,
-        per_query={"base": base.metrics, "adapted": adapted.metrics},
+        rank_docs=None,
+        n_resamples=n_resamples,
+        seed=seed,
+        model_id=adapter.base_model.id or "vectors",
     )
+    return result
