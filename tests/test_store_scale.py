@@ -37,17 +37,25 @@ def _embedder(fn: Recorder, batch: int = 1000) -> CallableEmbedder:
 TEXTS = [f"doc {i}" for i in range(300)]
 
 
-def test_checksum_changes_with_any_one_word():
+def test_checksum_changes_with_any_one_word_of_the_vector_or_its_key():
     rng = np.random.default_rng(0)
+    keys = [rng.bytes(32) for _ in range(5)]
     for dim in (6, 7):  # 64-bit words, and 32-bit words for an odd dimension
         v = rng.normal(size=(5, dim)).astype(np.float32)
-        base = vector_checksums(v)
+        base = vector_checksums(v, keys, 1)
         assert base.dtype == np.uint64 and len(base) == 5
         for j in range(dim):
             w = v.copy()
             w.view(np.uint32)[2, j] ^= 1  # one flipped bit
-            changed = vector_checksums(w)
+            changed = vector_checksums(w, keys, 1)
             assert changed[2] != base[2] and (np.delete(changed, 2) == np.delete(base, 2)).all()
+        for byte in (0, 8, 16, 31):  # each of the hash's four words
+            other = list(keys)
+            other[2] = keys[2][:byte] + bytes([keys[2][byte] ^ 1]) + keys[2][byte + 1 :]
+            assert vector_checksums(v, other, 1)[2] != base[2]
+        # The same vector filed under another text (a damaged key index) or namespace fails.
+        assert vector_checksums(v, keys[1:] + keys[:1], 1)[0] != base[0]
+        assert (vector_checksums(v, keys, 2) != base).all()
 
 
 def test_writes_go_in_bounded_transactions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -136,3 +144,24 @@ def test_hash_matcher_finds_rows_in_any_order_and_tells_shared_prefixes_apart():
     assert matcher.rows(as_words(hashes[:20])).tolist() == list(range(20))  # in order
     shuffled = [hashes[i] for i in (7, 3, 49, 0)] + [rng.bytes(32)]
     assert matcher.rows(as_words(shuffled)).tolist() == [7, 3, 49, 0, -1]
+
+
+def test_a_packed_range_out_of_request_order_lands_in_the_right_rows():
+    """A range whose rows span exactly as many rows as it holds, but permuted, is not copied as
+    one block (the bug: rows 1 and 2 swapped their vectors)."""
+    from queryfit.store import _HashMatcher, _take_packed
+
+    rng = np.random.default_rng(7)
+    dim, n = 6, 5
+    hashes = [rng.bytes(32) for _ in range(n)]
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    record = np.dtype([("hash", "<u8", (4,)), ("checksum", "<u8"), ("vector", "<f4", (dim,))])
+    order = [0, 2, 1, 3, 4]  # first and last in place, two swapped between them
+    rows = np.zeros(n, dtype=record)
+    rows["hash"] = np.frombuffer(b"".join(hashes[i] for i in order), dtype="<u8").reshape(n, 4)
+    rows["vector"] = vectors[order]
+    rows["checksum"] = vector_checksums(vectors[order], rows["hash"], 1)
+    out, found = np.zeros((n, dim), np.float32), np.zeros(n, bool)
+    assert _take_packed(rows.tobytes(), _HashMatcher(hashes), 1, dim, out, found) == 0
+    np.testing.assert_array_equal(out, vectors)
+    assert found.all()

@@ -31,8 +31,9 @@ from queryfit.console import progress_bar
 from queryfit.embedders.base import Embedder, Kind, check_kind, check_vectors
 from queryfit.errors import StoreError
 
-# 2: rows carry an 8-byte vectorised checksum (vector_checksums); rows written under 1 keep and are
-# checked with their 16-byte blake2b (vector_checksum). A schema-1 store is marked 2 when opened.
+# 2: rows carry an 8-byte vectorised checksum of the vector, its text hash and its namespace
+# (vector_checksums); rows written under 1 keep and are checked with their 16-byte blake2b of the
+# vector alone (vector_checksum). A schema-1 store is marked 2 when opened.
 SCHEMA_VERSION = 2
 ENV_VAR = "QUERYFIT_STORE"
 DEFAULT_RELATIVE_PATH = Path(".queryfit") / "embeddings.sqlite"
@@ -95,15 +96,20 @@ def vector_checksum(blob: bytes) -> bytes:
     return hashlib.blake2b(blob, digest_size=16).digest()
 
 
-def checksum_matches(blob: bytes, checksum: Any) -> bool:
-    """Whether one stored vector matches its checksum, under either schema (8 bytes: schema 2's
+def checksum_matches(blob: bytes, checksum: Any, text_hash: Any, namespace: Any) -> bool:
+    """Whether one stored entry matches its checksum, under either schema (8 bytes: schema 2's
     :func:`vector_checksums`; 16 bytes: schema 1's blake2b). Reads check whole ranges at once;
     this is the row-by-row form for ``queryfit store check`` and ``repair``."""
     if not isinstance(checksum, bytes):
         return False
-    if len(checksum) == 8 and len(blob) % 4 == 0 and blob:
+    if len(checksum) == 8:
+        if not (blob and len(blob) % 4 == 0 and isinstance(namespace, int)):
+            return False
+        if not (isinstance(text_hash, bytes) and len(text_hash) == 32):
+            return False
         row = np.frombuffer(blob, dtype="<f4").reshape(1, -1)
-        return int(vector_checksums(row)[0]) == int.from_bytes(checksum, "little")
+        expected = vector_checksums(row, [text_hash], namespace)[0]
+        return int(expected) == int.from_bytes(checksum, "little")
     return checksum == vector_checksum(blob)
 
 
@@ -113,19 +119,31 @@ def _dim_key(embedder: Embedder, kind: Kind) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _checksum_weights(words: int) -> np.ndarray:
-    rng = np.random.default_rng(0x9F17C0DE)
+def _checksum_weights(words: int, seed: int = 0x9F17C0DE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
     return rng.integers(0, 2**64, size=words, dtype=np.uint64, endpoint=False) | np.uint64(1)
 
 
-def vector_checksums(vectors: np.ndarray) -> np.ndarray:
-    """Checksums stored next to each vector (schema 2) so a damaged blob is caught, not used.
+def _hash_words(hashes: np.ndarray | Sequence[bytes]) -> np.ndarray:
+    """32-byte text hashes as ``[n, 4]`` little-endian uint64 words."""
+    if isinstance(hashes, np.ndarray):
+        return hashes
+    return np.frombuffer(b"".join(hashes), dtype="<u8").reshape(-1, 4)
 
-    Per row, the sum of its 64-bit words (32-bit words for an odd dimension) times fixed odd
-    64-bit weights, modulo 2**64: a change of any one word always changes it, and one integer
-    matrix-vector product checks a whole chunk of vectors (a per-row hash in Python capped reads
-    near 100,000 vectors/s). ``vectors`` is float32 ``[n, dim]`` (rows may be strided, each row
-    contiguous); returns uint64 ``[n]``.
+
+def vector_checksums(
+    vectors: np.ndarray, hashes: np.ndarray | Sequence[bytes], namespace: int
+) -> np.ndarray:
+    """Checksums stored next to each vector (schema 2) so a damaged entry is caught, not used.
+
+    Per row, the sum of its 64-bit words (32-bit words for an odd dimension), its text hash's
+    four words and its namespace id, each times a fixed odd 64-bit weight, modulo 2**64: a change
+    of any one word always changes it, and one integer matrix-vector product checks a whole chunk
+    of vectors (a per-row hash in Python capped reads near 100,000 vectors/s). The key is in it
+    because SQLite may answer ``text_hash`` from the key index and the vector from the table: a
+    damaged index entry pointing at another row must not pass as that text's vector.
+    ``vectors`` is float32 ``[n, dim]`` (rows may be strided, each row contiguous), ``hashes``
+    the rows' 32-byte text hashes (or their ``[n, 4]`` uint64 words); returns uint64 ``[n]``.
     """
     matrix = np.asarray(vectors)
     if matrix.dtype != np.dtype("<f4") or matrix.strides[-1] != 4:
@@ -134,7 +152,10 @@ def vector_checksums(vectors: np.ndarray) -> np.ndarray:
         words = matrix.view("<u8")
     else:
         words = matrix.view("<u4").astype(np.uint64)
-    return words @ _checksum_weights(words.shape[1])
+    keys = np.empty((len(words), 5), dtype=np.uint64)
+    keys[:, :4] = _hash_words(hashes)
+    keys[:, 4] = namespace
+    return words @ _checksum_weights(words.shape[1]) + keys @ _checksum_weights(5, 0x51D7E4)
 
 
 class _HashMatcher:
@@ -175,7 +196,12 @@ class _HashMatcher:
 
 
 def _take_packed(
-    packed: bytes, matcher: _HashMatcher, dim: int, out: np.ndarray, found: np.ndarray
+    packed: bytes,
+    matcher: _HashMatcher,
+    ns_id: int,
+    dim: int,
+    out: np.ndarray,
+    found: np.ndarray,
 ) -> int:
     """Check a packed range of well-formed rows (hash, checksum, vector each) and copy the sound
     wanted ones into ``out``; returns the number of wanted rows that were damaged."""
@@ -185,8 +211,9 @@ def _take_packed(
     if not (at >= 0).all():
         rows, at = rows[at >= 0], at[at >= 0]
     vectors = np.ascontiguousarray(rows["vector"])  # contiguous rows check ~3x faster
-    sound = np.isfinite(vectors).all(axis=1) & (vector_checksums(vectors) == rows["checksum"])
-    if sound.all() and len(at) and at[-1] - at[0] == len(at) - 1:
+    sums = vector_checksums(vectors, rows["hash"], ns_id)
+    sound = np.isfinite(vectors).all(axis=1) & (sums == rows["checksum"])
+    if sound.all() and len(at) and (np.diff(at) == 1).all():
         out[at[0] : at[-1] + 1] = vectors  # the common case: a run of rows in request order
     else:
         vectors, at = vectors[sound], at[sound]
@@ -540,7 +567,7 @@ class EmbeddingStore:
                     f"WHERE namespace_id=? AND text_hash IN ({marks})",
                     (ns_id, *chunk),
                 ).fetchall()
-                n_bad += self._take(rows, position, dim, out, found)
+                n_bad += self._take(rows, position, ns_id, dim, out, found)
             return found, n_bad
         matcher = _HashMatcher(hashes)
         # Memory-mapped pages spare SQLite a copy per page (~20% faster scans, measured).
@@ -548,9 +575,9 @@ class EmbeddingStore:
         try:
             for kind, data in self._scan(ns_id, dim):
                 if kind == "packed":
-                    n_bad += _take_packed(data, matcher, dim, out, found)
+                    n_bad += _take_packed(data, matcher, ns_id, dim, out, found)
                 else:
-                    n_bad += self._take(data, position, dim, out, found)
+                    n_bad += self._take(data, position, ns_id, dim, out, found)
         finally:
             self.conn.execute("PRAGMA mmap_size=0")
         return found, n_bad
@@ -590,6 +617,7 @@ class EmbeddingStore:
     def _take(
         rows: list[tuple],
         position: dict[bytes, int],
+        ns_id: int,
         dim: int,
         out: np.ndarray,
         found: np.ndarray,
@@ -613,7 +641,8 @@ class EmbeddingStore:
         ):
             matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dim)
             stored = np.frombuffer(b"".join(sums), dtype="<u8")
-            sound = np.isfinite(matrix).all(axis=1) & (vector_checksums(matrix) == stored)
+            sums = vector_checksums(matrix, hashes, ns_id)
+            sound = np.isfinite(matrix).all(axis=1) & (sums == stored)
             if sound.all():
                 out[at] = matrix
                 found[at] = True
@@ -639,7 +668,8 @@ class EmbeddingStore:
             stored = np.frombuffer(
                 b"".join(sums[i] for i, n in zip(picked, new, strict=True) if n), dtype="<u8"
             )
-            sound[new] &= vector_checksums(matrix[new]) == stored
+            keys = [hashes[i] for i, n in zip(picked, new, strict=True) if n]
+            sound[new] &= vector_checksums(matrix[new], keys, ns_id) == stored
         for k in np.flatnonzero(~new).tolist():
             sound[k] &= sums[picked[k]] == vector_checksum(blobs[picked[k]])
         rows_out = at[picked][sound]
@@ -810,7 +840,7 @@ class EmbeddingStore:
         entry."""
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         dim, size = matrix.shape[1], 4 * matrix.shape[1]
-        sums = vector_checksums(matrix).astype("<u8").tobytes()
+        sums = vector_checksums(matrix, hashes, ns_id).astype("<u8").tobytes()
         for start in range(0, len(hashes), WRITE_BATCH):
             stop = min(start + WRITE_BATCH, len(hashes))
             raw = matrix[start:stop].tobytes()

@@ -144,9 +144,11 @@ def check_store(path: str | Path | None = None) -> StoreCheck:
             result.ok = False
             result.problems.extend(one_line(p) for p in found)
         try:
-            for dim, blob, checksum in conn.execute("SELECT dim, vector, checksum FROM embeddings"):
+            for entry in conn.execute(
+                "SELECT namespace_id, text_hash, dim, vector, checksum FROM embeddings"
+            ):
                 result.entries += 1
-                if not _entry_ok(dim, blob, checksum):
+                if not _entry_ok(*entry):
                     result.bad_entries += 1
         except DB_ERRORS as exc:
             result.ok = False
@@ -158,11 +160,11 @@ def check_store(path: str | Path | None = None) -> StoreCheck:
     return result
 
 
-def _entry_ok(dim: Any, blob: Any, checksum: Any) -> bool:
+def _entry_ok(namespace: Any, text_hash: Any, dim: Any, blob: Any, checksum: Any) -> bool:
     """The store's own test of an entry: right length, matching checksum, finite numbers."""
     if not isinstance(dim, int) or dim <= 0 or not isinstance(blob, bytes):
         return False
-    if len(blob) != 4 * dim or not checksum_matches(blob, checksum):
+    if len(blob) != 4 * dim or not checksum_matches(blob, checksum, text_hash, namespace):
         return False
     return bool(np.isfinite(np.frombuffer(blob, dtype="<f4")).all())
 
@@ -308,8 +310,9 @@ def _copy_readable(damaged: Path, fresh: Path, result: StoreRepair) -> None:
             for row in _readable_rows(source, table, columns, counts):
                 if table == "embeddings":
                     entry = dict(zip(columns, row, strict=True))
+                    fields = ("namespace_id", "text_hash", "dim", "vector", "checksum")
                     if entry.get("namespace_id") not in namespaces or not _entry_ok(
-                        entry.get("dim"), entry.get("vector"), entry.get("checksum")
+                        *(entry.get(name) for name in fields)
                     ):
                         result.dropped_entries += 1
                         continue
