@@ -48,3 +48,15 @@ def test_cuda_without_a_gpu_is_named(workdir):  # noqa: F811
     ):
         result = run(*args, "--device", "cuda", cwd=workdir)
         assert result.returncode == 2 and "no CUDA GPU" in result.stderr, result.stderr
+
+
+def test_ray_workers_get_the_device_of_a_local_model_only():
+    from queryfit.cli.options import ModelChoice
+
+    assert ModelChoice(device="cpu").worker_options == {"device": "cpu"}
+    assert ModelChoice(model="st:some-folder", device="cuda").worker_options == {"device": "cuda"}
+    assert ModelChoice(device="auto").worker_options == {}
+    api_model = ModelChoice(model="openai:text-embedding-3-small", base_url="http://x/v1")
+    assert ModelChoice(**(api_model.__dict__ | {"device": "cpu"})).worker_options == {
+        "base_url": "http://x/v1"
+    }

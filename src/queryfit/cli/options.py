@@ -154,6 +154,14 @@ class ModelChoice:
         }
 
     @property
+    def worker_options(self) -> dict[str, Any]:
+        """What travels with the spec to Ray workers: the endpoint options, and the device asked
+        of a local model (``auto`` lets each worker pick its own)."""
+        local = provider_of(self.model) in ("", "sentence-transformers")
+        device = {"device": self.device} if local and self.device != "auto" else {}
+        return self.options | device
+
+    @property
     def is_api_model(self) -> bool:
         return is_api_model(self.model)
 

@@ -60,7 +60,7 @@ def embed(
         result = api.embed(
             data,
             model=model.model,
-            model_options=model.options,
+            model_options=model.worker_options,
             store=store,
             progress=progress,
             backend=backend,
