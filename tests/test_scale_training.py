@@ -258,3 +258,19 @@ def test_drawn_among_marks_every_copy_of_a_listed_passage():
     valid = torch.rand(5, 4, generator=gen) > 0.3
     expected = ((drawn[None, None, :] == rows[:, :, None]) & valid[:, :, None]).any(1)
     assert torch.equal(trainer._drawn_among(drawn, rows, valid), expected)
+
+
+def test_the_refit_keeps_the_loss_the_epochs_were_chosen_with(monkeypatch):
+    """Near corpus_softmax_max the training split fits under it and all queries do not: the refit
+    must not switch to the sampled softmax for an epoch count chosen with the corpus softmax."""
+    data = synthetic(n_docs=100, per_doc=3)  # 300 queries x 100 passages
+    split = coverage_split(data.relevant, 0.2, 0)
+    train, dev = data.select(split.train_rows), data.select(split.dev_rows)
+    config = TrainConfig(max_epochs=3, lr=3e-3, corpus_softmax_max=len(train.queries) * 100)
+    assert resolve_loss(config, len(data.queries), 100) == "sampled"  # the trap
+    chosen: list[str] = []
+    real = trainer.resolve_loss
+    monkeypatch.setattr(trainer, "resolve_loss", lambda *a: chosen.append(real(*a)) or chosen[-1])
+    result = fit_adapter(train, config, dev=dev, refit_on=data)
+    assert "refit on all" in result.decision and result.loss == "corpus"
+    assert chosen and set(chosen) == {"corpus"}

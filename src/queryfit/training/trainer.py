@@ -19,7 +19,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -288,7 +288,9 @@ def _fit_runs(
             )
         else:
             shared = corpus if corpus is not None and refit_on.docs is corpus.array else None
-            run = _train(refit_on, config, best.epoch, corpus=shared, stage="refit")[0]
+            # The loss the epoch count was chosen with, not one chosen again for more queries.
+            same_loss = replace(config, loss=loss_name)
+            run = _train(refit_on, same_loss, best.epoch, corpus=shared, stage="refit")[0]
             module = run.module
             decision += f"; refit on all {len(refit_on.queries)} queries for {best.epoch} epochs"
     if note:
