@@ -54,8 +54,14 @@ def test_train_then_evaluate_with_json(workdir):
     assert meta["base_model"]["id"] == "sentence-transformers:all-MiniLM-L6-v2"
     assert meta["data"]["queries"] == 112 and len(meta["data"]["fingerprint"]) == 64
 
-    again = run("train", "--data", "train.json", "--out", "adapter", "--json", cwd=workdir)
+    again = run(
+        "train", "--data", "train.json", "--out", "adapter", "--device", "cpu", "--json",
+        cwd=workdir,
+    )  # fmt: skip
     assert json.loads(again.stdout)["model_calls"] == 0  # the store served every text
+    training = json.loads((workdir / "adapter" / "adapter.json").read_text())["training"]
+    assert training["config"]["device"] == "cpu" and training["config"]["loss"] == "auto"
+    assert training["loss_used"] == "corpus"  # auto, at this size
 
     evaluated = run(
         "evaluate",
@@ -77,8 +83,9 @@ def test_train_then_evaluate_with_json(workdir):
         assert row["low"] <= row["delta"] <= row["high"]
 
     table = run(
-        "evaluate", "--data", "test.json", "--adapter", "adapter", "--resamples", "500", cwd=workdir
-    )
+        "evaluate", "--data", "test.json", "--adapter", "adapter", "--resamples", "500",
+        "--device", "cpu", cwd=workdir,
+    )  # fmt: skip
     assert table.returncode == 0 and "verdict:" in table.stdout
 
 
