@@ -274,3 +274,21 @@ def test_the_refit_keeps_the_loss_the_epochs_were_chosen_with(monkeypatch):
     result = fit_adapter(train, config, dev=dev, refit_on=data)
     assert "refit on all" in result.decision and result.loss == "corpus"
     assert chosen and set(chosen) == {"corpus"}
+
+
+@pytest.mark.filterwarnings("ignore:.*little data")
+@pytest.mark.parametrize("split_by", ["query", "passage"])
+def test_a_dev_split_by_query_or_passage_is_a_bounded_sample_too(split_by):
+    from test_coverage_eval import toy_embedder, train_dataset
+
+    from queryfit import api
+    from queryfit.store import EmbeddingStore
+
+    config = TrainConfig(max_epochs=2, dev_max_queries=5)
+    result = api.train(
+        train_dataset(), model=toy_embedder(), store=EmbeddingStore(":memory:"), config=config,
+        split_by=split_by, progress=False,
+    )  # fmt: skip
+    split = result.facts.split
+    assert split.dev_queries == 5 and split.train_queries > 30
+    assert f"held out by {split_by}, a bounded sample (dev_max_queries 5," in split.description

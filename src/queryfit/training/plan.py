@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from queryfit.adapters import Adapter
 from queryfit.adapters.record import DevScores, SplitFacts, TrainingFacts
 from queryfit.data import QADataset, split_dataset
@@ -134,12 +136,18 @@ def _dev_split(
     split_by: str,
     dataset: QADataset | None,
 ) -> tuple[RetrievalVectors, list[RetrievalVectors], SplitFacts]:
-    """One held-out dev split: by coverage on the vectors, or leak-free on the dataset."""
+    """One held-out dev split: by coverage on the vectors, or leak-free on the dataset; at scale
+    its dev is a bounded sample (the other held-out questions then neither train nor score)."""
+    from queryfit.training.scale import max_dev_queries
+
+    max_dev = max_dev_queries(config, len(vectors.docs))
+    bounded = (
+        f", a bounded sample (dev_max_queries {config.dev_max_queries:,}, "
+        f"dev_max_scores {config.dev_max_scores:,})"
+    )
     if split_by == "coverage":
-        from queryfit.training.scale import max_dev_queries
         from queryfit.training.splits import coverage_split, dev_parts, duplicate_groups
 
-        max_dev = max_dev_queries(config, len(vectors.docs))
         chosen = coverage_split(
             vectors.relevant,
             dev_fraction,
@@ -151,10 +159,7 @@ def _dev_split(
         dev = dev_parts(vectors, chosen.dev_rows, chosen.train_rows)
         description = chosen.describe()
         if round(dev_fraction * len(vectors.queries)) > max_dev:
-            description += (
-                f", a bounded sample (dev_max_queries {config.dev_max_queries:,}, "
-                f"dev_max_scores {config.dev_max_scores:,})"
-            )
+            description += bounded
     else:
         if dataset is None:
             raise TrainingError(
@@ -164,8 +169,14 @@ def _dev_split(
         train_part, dev_part = split_dataset(
             dataset, dev_fraction=dev_fraction, by=split_by, seed=config.seed
         )
-        train, dev = restrict(vectors, train_part), [restrict(vectors, dev_part)]
+        train, held_out = restrict(vectors, train_part), restrict(vectors, dev_part)
         description = ""
+        if len(held_out.queries) > max_dev:
+            rng = np.random.default_rng(config.seed)
+            rows = np.sort(rng.choice(len(held_out.queries), max_dev, replace=False))
+            held_out = held_out.select(rows.tolist())
+            description = f"dev: held out by {split_by}{bounded}"
+        dev = [held_out]
     split = SplitFacts(
         train_queries=len(train.queries),
         dev_queries=sum(len(part.queries) for part in dev),
