@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from queryfit.sources.base import Fields, Hit, PassageSource, RawBatch, require
-from queryfit.sources.lines import count_lines, json_objects
+from queryfit.sources.lines import count_lines, json_objects, line_field
 
 
 class FaissSource(PassageSource):
@@ -92,13 +92,7 @@ class FaissSource(PassageSource):
         return json_objects(self.docs_path, self.fail, f" of {self.docs_path}")
 
     def _row_value(self, number: int, row: dict[str, Any], key: str, role: str) -> Any:
-        if key not in row:
-            raise self.fail(
-                f"line {number} of {self.docs_path} has no {role} field {key!r} "
-                f"(fields: {', '.join(sorted(row)) or 'none'})",
-                f"pass {role}_field= naming the field that holds the {role}",
-            )
-        return row[key]
+        return line_field(self.fail, number, row, key, role, f" of {self.docs_path}")
 
     def _read(self, batch_size: int, vectors: bool, metadata: bool) -> Iterator[RawBatch]:
         id_key, text_key = self.fields.id or "id", self.fields.text or "text"

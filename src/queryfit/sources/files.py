@@ -14,7 +14,7 @@ from typing import Any
 
 from queryfit.sources.arrow import fixed_width, is_vector_type, raw_batches
 from queryfit.sources.base import Fields, PassageSource, RawBatch, require
-from queryfit.sources.lines import count_lines, json_objects
+from queryfit.sources.lines import count_lines, json_objects, line_field
 
 
 class ParquetSource(PassageSource):
@@ -133,12 +133,7 @@ class JsonlSource(PassageSource):
         raise self.fail("it holds no passages", "point --index at a file with passages in it")
 
     def _field(self, number: int, row: dict[str, Any], key: str | None, role: str) -> Any:
-        if key not in row:
-            raise self.fail(
-                f"line {number} has no {role} field {key!r} (fields: {', '.join(sorted(row))})",
-                f"pass {role}_field= naming the field that holds the {role}",
-            )
-        return row[key]
+        return line_field(self.fail, number, row, key, role)
 
     def _read(self, batch_size: int, vectors: bool, metadata: bool) -> Iterator[RawBatch]:
         ids: list[Any] = []

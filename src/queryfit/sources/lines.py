@@ -40,3 +40,22 @@ def json_objects(
                     'write one {"id": ..., "text": ...} object per line',
                 )
             yield number, row
+
+
+def line_field(
+    fail: Callable[[str, str], Exception],
+    number: int,
+    row: dict[str, Any],
+    key: Any,
+    role: str,
+    where: str = "",
+) -> Any:
+    """``row[key]`` of line ``number`` (an object from :func:`json_objects`), or ``fail`` naming
+    the missing ``role`` field, the fields the line has, and the ``{role}_field=`` option."""
+    if key not in row:
+        raise fail(
+            f"line {number}{where} has no {role} field {key!r} "
+            f"(fields: {', '.join(sorted(row)) or 'none'})",
+            f"pass {role}_field= naming the field that holds the {role}",
+        )
+    return row[key]
