@@ -22,7 +22,7 @@ from queryfit.training import (
 from queryfit.training.losses import corpus_softmax_loss, sampled_softmax_loss
 from queryfit.training.scale import cross_validation_refusal, resolve_loss
 from queryfit.training.splits import ExcludingVectors, coverage_split, dev_parts
-from queryfit.vectors import RetrievalVectors
+from queryfit.vectors import RetrievalVectors, unit_rows
 
 DIM = 16
 
@@ -112,7 +112,7 @@ def test_faiss_mining_finds_most_exact_hard_negatives():
     )
     queries = (docs[:300] + 0.3 * rng.normal(size=(300, DIM))).astype(np.float32)
     positives = [np.array([i]) for i in range(300)]
-    index = mining.IVFIndex(negatives._unit(docs))
+    index = mining.IVFIndex(unit_rows(docs))
     assert index.nlist >= 2 and index.nprobe >= 1
     recall = mining.mining_recall(queries, docs, positives, 8, 0.95, index=index, sample=200)
     assert recall >= 0.9

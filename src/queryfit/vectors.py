@@ -16,6 +16,12 @@ from queryfit.embedders import Embedder
 from queryfit.store import EmbeddingStore, Runner
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length as float32 (cosine by inner product); zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 @dataclass
 class RetrievalVectors:
     """Query vectors, the passage vectors they search, and which passages are relevant to which.

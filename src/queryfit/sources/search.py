@@ -22,6 +22,7 @@ from queryfit.embedders.base import check_vectors
 from queryfit.sources.base import Hit, PassageSource
 from queryfit.sources.uri import open_source
 from queryfit.store import EmbeddingStore
+from queryfit.vectors import unit_rows
 
 
 @dataclass
@@ -46,10 +47,6 @@ class SearchResult:
         return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def exact_search(
     source: PassageSource, queries: np.ndarray, k: int, embed: Any = None
 ) -> list[list[Hit]]:
@@ -58,11 +55,11 @@ def exact_search(
     Only the current best ``k`` per query are kept between batches. ``embed(texts)`` makes the
     vectors of a text-only source.
     """
-    queries = _unit(np.atleast_2d(queries).astype(np.float32))
+    queries = unit_rows(np.atleast_2d(queries))
     best: list[list[tuple[float, int, str, str]]] = [[] for _ in range(len(queries))]
     for batch in source.batches(vectors=True):
         vectors = batch.vectors if batch.vectors is not None else embed(batch.texts)
-        scores = queries @ _unit(vectors).T
+        scores = queries @ unit_rows(vectors).T
         take = min(k, scores.shape[1])
         for row, top in enumerate(best):
             idx = np.argpartition(-scores[row], take - 1)[:take]

@@ -21,6 +21,7 @@ import numpy as np
 
 from queryfit.errors import TrainingError
 from queryfit.evaluation.retrieval import top_k
+from queryfit.vectors import unit_rows
 
 #: Above this many query x passage scores, candidates come from FAISS instead of exact search.
 EXACT_MINING_MAX_SCORES = 2_000_000_000
@@ -76,13 +77,13 @@ class IVFIndex:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=min(n, 64 * self.nlist), replace=False))
         kmeans = faiss.Kmeans(dim, self.nlist, niter=10, seed=seed, spherical=True)
-        kmeans.train(_unit32(docs[sample]))
+        kmeans.train(unit_rows(docs[sample]))
         self.quantizer = faiss.IndexFlatIP(dim)
         self.quantizer.add(kmeans.centroids)
         self.cell = np.empty(n, dtype=np.int64)
         for start in range(0, n, block):
             self.cell[start : start + block] = self.quantizer.search(
-                _unit32(docs[start : start + block]), 1
+                unit_rows(docs[start : start + block]), 1
             )[1][:, 0]
         self.rows = np.argsort(self.cell, kind="stable")  # passage rows grouped by cell
         self.offsets = np.searchsorted(self.cell[self.rows], np.arange(self.nlist + 1))
@@ -103,7 +104,7 @@ class IVFIndex:
         width = max((len(p) for p in positives), default=0) if positives is not None else 0
         out = np.empty((len(queries), depth), dtype=np.int64)
         for start in range(0, len(queries), block):
-            q = _unit32(queries[start : start + block])
+            q = unit_rows(queries[start : start + block])
             probes = self.quantizer.search(q, self.nprobe)[1]  # [m, nprobe]
             if width:
                 extra = np.full((len(q), width), -1, dtype=np.int64)
@@ -140,11 +141,6 @@ def _unique_per_row(cells: np.ndarray) -> np.ndarray:
     return np.where(repeat | (ordered < 0), -1, ordered)
 
 
-def _unit32(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def filter_candidates(
     candidates: np.ndarray,
     docs: np.ndarray,
@@ -172,8 +168,9 @@ def filter_candidates(
             has = pos >= 0
             ok &= ~(cand[:, :, None] == pos[:, None, :]).any(axis=2)
             if duplicate_threshold < 1.0:
-                c = _unit32(docs[np.maximum(cand, 0).reshape(-1)]).reshape(stop - start, depth, -1)
-                p = _unit32(docs[np.maximum(pos, 0).reshape(-1)]).reshape(stop - start, width, -1)
+                size = stop - start
+                c = unit_rows(docs[np.maximum(cand, 0).reshape(-1)]).reshape(size, depth, -1)
+                p = unit_rows(docs[np.maximum(pos, 0).reshape(-1)]).reshape(size, width, -1)
                 sims = np.einsum("nkd,npd->nkp", c, p)
                 ok &= ~((sims >= duplicate_threshold) & has[:, None, :]).any(axis=2)
         # Stable: keep the base model's order among the candidates that pass.

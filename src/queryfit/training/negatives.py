@@ -17,12 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from queryfit.vectors import unit_rows
+
 SCORE_BUDGET_BYTES = 256 * 2**20
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def positive_rows(rel: dict[int, float]) -> list[int]:
@@ -49,7 +46,7 @@ def near_duplicate_rows(
         return [empty] * len(relevant)
     close = cache if cache is not None else {}
     positives = sorted({p for rel in relevant for p in positive_rows(rel)} - close.keys())
-    d = _unit(docs) if positives else None
+    d = unit_rows(docs) if positives else None
     rows = max(1, SCORE_BUDGET_BYTES // (max(len(docs), 1) * 4))
     for start in range(0, len(positives), rows):
         block = positives[start : start + rows]
@@ -100,7 +97,7 @@ def mine_hard_negatives(
     """
     if near_duplicates is None:
         near_duplicates = near_duplicate_rows(docs, relevant, duplicate_threshold)
-    q, d = _unit(queries), _unit(docs)
+    q, d = unit_rows(queries), unit_rows(docs)
     out = np.full((len(q), k), -1, dtype=np.int64)
     k_eff = min(k, len(d))
     rows = max(1, SCORE_BUDGET_BYTES // (max(len(d), 1) * 4))
