@@ -24,7 +24,7 @@ from queryfit.embedders.bundled import (
     BUNDLED_MODEL_NAME,
     default_model_path,
 )
-from queryfit.errors import EmbedderError
+from queryfit.errors import EmbedderError, QueryfitError
 
 PROVIDER = "sentence-transformers"
 _INSTALL_HINT = "pip install 'queryfit[train]'"
@@ -171,13 +171,21 @@ def model_prompts(path: Path | None, name: str) -> tuple[str, str] | None:
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; others as given."""
-    if device != "auto":
+def resolve_device(device: str, error: type[QueryfitError] = EmbedderError) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; others as given, but
+    ``cuda`` (or ``cuda:N``) without a GPU is ``error`` naming ``--device``, before any work."""
+    if device == "cpu":
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise error(
+            f"device {device} (--device): torch sees no CUDA GPU on this machine; use "
+            "--device cpu or auto"
+        )
+    return device
 
 
 def _check_device(device: str) -> str:
@@ -188,14 +196,6 @@ def _check_device(device: str) -> str:
 
 def _load_model(path: Path, device: str, model_id: str, backend: str = "torch") -> Any:
     device = resolve_device(device)
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise EmbedderError(
-                f"device {device} (--device): torch sees no CUDA GPU on this machine; use "
-                "--device cpu or auto"
-            )
     key = (str(path.resolve()), device, backend)
     with _MODELS_LOCK:
         model = _MODELS.get(key)

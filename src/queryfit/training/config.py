@@ -112,13 +112,9 @@ class TrainConfig:
                 side = f"above {_shown(low)}" if low_open else f"from {_shown(low)}"
                 _bad(name, value, f"{kind} {side} up to {_shown(high)}")
         if self.device == "cuda":  # fail before minutes of embedding, not after
-            import torch
+            from queryfit.embedders.sentence_transformers import resolve_device
 
-            if not torch.cuda.is_available():
-                raise TrainingError(
-                    "device cuda (--device): torch sees no CUDA GPU on this machine; use "
-                    "--device cpu or auto"
-                )
+            resolve_device(self.device, TrainingError)
         if self.cv_folds == 1:
             _bad("cv_folds", 1, "0 (one dev split) or at least 2 folds")
         if not self.blend_grid or any(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from queryfit.adapters import Adapter
+from queryfit.embedders.sentence_transformers import resolve_device as local_device
 from queryfit.errors import TrainingError
 from queryfit.evaluation import evaluate_retrieval, per_query_metrics, required_depth
 from queryfit.evaluation.retrieval import DOC_BLOCK_ROWS, SCORE_BUDGET_BYTES, RunningTopK
@@ -79,14 +80,7 @@ REFIT_MIN_DEV_SHARE = 0.05
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"``: CUDA when torch sees a GPU, else the CPU; ``"cuda"`` without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "device cuda (--device): torch sees no CUDA GPU on this machine; use --device cpu "
-            "or auto"
-        )
-    return torch.device(name)
+    return torch.device(local_device(name, TrainingError))
 
 
 def _threads_for_size(fit: Callable[..., FitResult]) -> Callable[..., FitResult]:
