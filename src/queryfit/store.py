@@ -319,6 +319,18 @@ class EmbeddingStore:
             "aside (or delete the file to start over)"
         )
 
+    def _foreign(self, tables: Iterable[str]) -> StoreError:
+        return self._fail(
+            "it is a SQLite database but not a queryfit store "
+            f"(tables: {', '.join(sorted(tables))})"
+        )
+
+    def _newer(self, version: int) -> StoreError:
+        return self._fail(
+            f"it was written by a newer queryfit (schema {version}, this version reads up to "
+            f"{SCHEMA_VERSION}); upgrade queryfit"
+        )
+
     def _read_only_error(self, why: str) -> StoreError:
         return StoreError(
             f"cannot write to embedding store {self.path}: it is read-only ({why}); make it "
@@ -400,10 +412,7 @@ class EmbeddingStore:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             if tables:
-                raise self._fail(
-                    "it is a SQLite database but not a queryfit store "
-                    f"(tables: {', '.join(sorted(tables))})"
-                )
+                raise self._foreign(tables)
             raise self._read_only_error("an empty file, and its location is not writable")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         try:
@@ -411,10 +420,7 @@ class EmbeddingStore:
         except (TypeError, ValueError):
             raise self._damaged(f"unreadable schema version {row[0]!r}") from None
         if version > SCHEMA_VERSION:
-            raise self._fail(
-                f"it was written by a newer queryfit (schema {version}, this version reads up to "
-                f"{SCHEMA_VERSION}); upgrade queryfit"
-            )
+            raise self._newer(version)
         missing = {"namespaces", "embeddings"} - tables
         if missing:
             raise self._damaged(f"tables missing: {', '.join(sorted(missing))}")
@@ -488,15 +494,9 @@ class EmbeddingStore:
                     "SELECT name FROM sqlite_master WHERE type='table'"
                 ).fetchall()
                 if others:
-                    raise self._fail(
-                        "it is a SQLite database but not a queryfit store "
-                        f"(tables: {', '.join(sorted(r[0] for r in others))})"
-                    )
+                    raise self._foreign(r[0] for r in others)
             if version is not None and version > SCHEMA_VERSION:
-                raise self._fail(
-                    f"it was written by a newer queryfit (schema {version}, this version reads "
-                    f"up to {SCHEMA_VERSION}); upgrade queryfit"
-                )
+                raise self._newer(version)
             # One statement at a time: executescript() would commit the open transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
