@@ -313,8 +313,8 @@ def _dim_known(embedder: Embedder) -> bool:
     return bool(getattr(embedder, "dim_known", True))
 
 
-def _check_size(dataset: QADataset) -> None:
-    n = len(dataset.queries)
+def check_size(n: int) -> None:
+    """Refuse fewer than MIN_TRAIN_QUERIES training queries; warn under SMALL_DATA_WARNING."""
     if n < MIN_TRAIN_QUERIES:
         raise TrainingError(
             f"only {n} queries: at least {MIN_TRAIN_QUERIES} are needed to train and check an "
@@ -441,7 +441,7 @@ def train(
         raise AdapterError(f"--out {out} is a file; an adapter is a folder: pass a folder path")
     dataset = _as_dataset(data, split)  # a bad file fails before the model loads
     embedder, store = get_embedder(model), _as_store(store)
-    _check_size(dataset)
+    check_size(len(dataset.queries))
     cost = _Cost(store)
     vectors, read = _vectors(
         dataset,

@@ -22,7 +22,7 @@ import numpy as np
 from queryfit import api
 from queryfit.adapters import Adapter, check_fits, load_adapter, save_adapter
 from queryfit.adapters.record import DataFacts, EmbeddingCost
-from queryfit.errors import AdapterError, DatasetError, TrainingError
+from queryfit.errors import AdapterError, DatasetError
 from queryfit.evaluation import DEFAULT_METRICS
 from queryfit.training.config import TrainConfig
 from queryfit.vectors import RetrievalVectors
@@ -118,11 +118,7 @@ def train_vectors(
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise AdapterError(f"out {out} is a file; an adapter is a folder: pass a folder path")
     vectors = as_vectors(query_vectors, passage_vectors, relevant)
-    if len(vectors.queries) < api.MIN_TRAIN_QUERIES:
-        raise TrainingError(
-            f"only {len(vectors.queries)} queries: at least {api.MIN_TRAIN_QUERIES} are needed "
-            "to train and check an adapter"
-        )
+    api.check_size(len(vectors.queries))
     trained = train_adapter(vectors, config, dev_fraction=dev_fraction, split_by=split_by)
     trained.facts.embedding = EmbeddingCost()  # nothing embedded: the vectors were given
     adapter = trained.adapter
