@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from servers.embeddings_server import EmbeddingsServer, toy_vector
 
+from queryfit._http import parse_retry_after
 from queryfit.embedders import get_embedder
 from queryfit.embedders.cohere import CohereEmbedder
-from queryfit.embedders.http import parse_retry_after
 from queryfit.embedders.openai_compatible import OpenAIEmbedder
 from queryfit.embedders.voyage import VoyageEmbedder
 from queryfit.errors import EmbedderError, QueryfitError

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from queryfit._http import endpoint_label, env_or
 from queryfit.embedders.base import Kind
-from queryfit.embedders.http import HTTPEmbedder, endpoint_label, env_or
+from queryfit.embedders.http import HTTPEmbedder
 from queryfit.errors import EmbedderError
 
 COHERE_BASE_URL = "https://api.cohere.com"

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from queryfit._http import (
-    RETRY_STATUSES,
     HTTPClient,
     HTTPSettings,
     HTTPStats,
@@ -37,22 +36,9 @@ from queryfit._http import (
     Retryable,
     endpoint_label,
     env_or,
-    parse_retry_after,
 )
 from queryfit.embedders.base import BaseEmbedder, Kind, ProbedDim, check_vectors
 from queryfit.errors import EmbedderError
-
-# Re-exported: older code imports these helpers from here.
-__all__ = [
-    "RETRY_STATUSES",
-    "APIEmbedder",
-    "HTTPEmbedder",
-    "RequestStats",
-    "check_positive",
-    "endpoint_label",
-    "env_or",
-    "parse_retry_after",
-]
 
 
 @dataclass
