@@ -135,19 +135,19 @@ def worker_train(folder: Path, loss: str, adapter: Path, train_pairs: int | None
         queries, docs, relevant, config=TrainConfig(loss=loss), out=adapter
     )
     seconds = time.perf_counter() - start
-    record = report.adapter.config
+    facts = report.facts  # adapter.json's training record
     return {
         "seconds": seconds,
         "peak_rss_gib": peak_rss_gib(),
         "decision": report.decision,
-        "loss_used": record["training"]["loss_used"],
-        "dev_base": report.dev_identity,
-        "dev_adapted": report.dev_best,
-        "best_epoch": report.best_epoch,
-        "train_queries": report.train_queries,
-        "dev_queries": report.dev_queries,
-        "stages": record["train_stages"],
-        "epochs_run": len(report.history) - 1,
+        "loss_used": facts.loss_used,
+        "dev_base": facts.dev.base,
+        "dev_adapted": facts.dev.adapted,
+        "best_epoch": facts.best_epoch,
+        "train_queries": facts.split.train_queries,
+        "dev_queries": facts.split.dev_queries,
+        "stages": facts.stages,
+        "epochs_run": len(facts.history) - 1,
     }
 
 
